@@ -1,0 +1,88 @@
+package httpadapter
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// errorMapping is one row of the table from domain errors to HTTP.
+type errorMapping struct {
+	kind   error
+	status int
+	code   string
+}
+
+// errorTable maps each p2core sentinel to its HTTP status and P2CORE_*
+// code. It is the only place that decides how a domain error looks on the
+// wire; the Client reads it backwards.
+var errorTable = []errorMapping{
+	{p2core.ErrUnauthorized, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED"},
+	{p2core.ErrNotAdministrator, http.StatusForbidden, "P2CORE_NOT_ADMINISTRATOR"},
+	{p2core.ErrForbidden, http.StatusForbidden, "P2CORE_FORBIDDEN"},
+	{p2core.ErrTokenGenerationDisabled, http.StatusForbidden, "P2CORE_TOKEN_GENERATION_DISABLED"},
+	{p2core.ErrBadRequest, http.StatusBadRequest, "P2CORE_BAD_REQUEST"},
+	{p2core.ErrInvalidUserID, http.StatusBadRequest, "P2CORE_INVALID_USER_ID"},
+	{p2core.ErrInvalidFID, http.StatusBadRequest, "P2CORE_INVALID_FID"},
+	{p2core.ErrInvalidServer, http.StatusBadRequest, "P2CORE_INVALID_SERVER"},
+	{p2core.ErrInvalidPublicKey, http.StatusBadRequest, "P2CORE_INVALID_PUBLIC_KEY"},
+	{p2core.ErrInvalidIDCert, http.StatusBadRequest, "P2CORE_INVALID_ID_CERT"},
+	{p2core.ErrInvalidKeyPackage, http.StatusBadRequest, "P2CORE_INVALID_KEYPACKAGE"},
+	{p2core.ErrUnknownHome, http.StatusBadRequest, "P2CORE_UNKNOWN_HOME_SERVER"},
+	{p2core.ErrNotFederated, http.StatusNotFound, "P2CORE_NOT_FEDERATED"},
+	{p2core.ErrTokenInvalid, http.StatusNotFound, "P2CORE_TOKEN_INVALID"},
+	{p2core.ErrNotFound, http.StatusNotFound, "P2CORE_NOT_FOUND"},
+	{p2core.ErrNoIDCert, http.StatusConflict, "P2CORE_NO_ID_CERT"},
+	{p2core.ErrDuplicateKeyPackage, http.StatusConflict, "P2CORE_DUPLICATE_KEYPACKAGE"},
+	{p2core.ErrTooManyKeyPackages, http.StatusConflict, "P2CORE_TOO_MANY_KEYPACKAGES"},
+	{p2core.ErrConflict, http.StatusConflict, "P2CORE_CONFLICT"},
+	{p2core.ErrRateLimited, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED"},
+	{p2core.ErrHomeUnreachable, http.StatusBadGateway, "P2CORE_HOME_UNREACHABLE"},
+}
+
+// Codes the adapter produces itself, with no domain sentinel behind them.
+const (
+	codeRouteNotFound    = "P2CORE_NOT_FOUND"
+	codeMethodNotAllowed = "P2CORE_METHOD_NOT_ALLOWED"
+	codeBodyTooLarge     = "P2CORE_BODY_TOO_LARGE"
+	codeInternal         = "P2CORE_INTERNAL"
+	codeUnavailable      = "P2CORE_UNAVAILABLE"
+)
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Errcode int    `json:"errcode"`
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// classify returns the status, code and caller-safe message for err.
+// Errors matching no row are internal: 500 with no detail.
+func classify(err error) (status int, code, message string) {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge, codeBodyTooLarge, err.Error()
+	}
+	for _, m := range errorTable {
+		if errors.Is(err, m.kind) {
+			return m.status, m.code, p2core.Message(err)
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable, codeUnavailable, "the request was cancelled or timed out"
+	}
+	return http.StatusInternalServerError, codeInternal, "internal server error"
+}
+
+// kindForCode returns the sentinel for a P2CORE_* code, or nil.
+func kindForCode(code string) error {
+	for _, m := range errorTable {
+		if m.code == code {
+			return m.kind
+		}
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package httpadapter serves the polyproto-core HTTP API of a p2core.Service
+// as an http.Handler, and provides a Go Client for the same routes.
+//
+// Mount the handler at the root of the server's URL space (its routes are
+// absolute, all below /p2core/), give it an Authenticator that turns a
+// request into a p2core.Principal, and every route of the design contract
+// is served with JSON bodies, P2CORE_* error codes and body limits.
+package httpadapter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// DefaultMaxBodyBytes is the request body limit when Options.MaxBodyBytes
+// is zero.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Authenticator turns a request into the Principal making it. It returns an
+// error matching p2core.ErrUnauthorized when credentials are missing or
+// bad; any other error is an internal failure (500). Implementations must
+// be safe for concurrent use.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request) (p2core.Principal, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, r *http.Request) (p2core.Principal, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, r *http.Request) (p2core.Principal, error) {
+	return f(ctx, r)
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header, or "" when there is none.
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(prefix):])
+}
+
+// Options configures a Handler. Zero values are documented defaults.
+type Options struct {
+	// Authenticator identifies callers of authenticated routes. Required
+	// unless only public routes are used; nil refuses every authenticated
+	// call with 401.
+	Authenticator Authenticator
+	// MaxBodyBytes caps request bodies; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// Logger receives internal errors (never tokens, keys or bodies).
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	accessAnyone access = iota // no credentials needed
+	accessUser                 // any authenticated principal
+	accessAdmin                // an authenticated administrator
+)
+
+// route is one row of the API table: every route is declared once here,
+// so the mux, the authorization checks and the API description agree.
+type route struct {
+	method string
+	path   string
+	access access
+	handle func(h *Handler, w http.ResponseWriter, r *http.Request, p p2core.Principal) error
+}
+
+// Handler serves the polyproto-core routes. Create it with New; it is safe
+// for concurrent use.
+type Handler struct {
+	svc     *p2core.Service
+	auth    Authenticator
+	maxBody int64
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  []route
+}
+
+// New returns a Handler serving every route of the design contract for svc.
+func New(svc *p2core.Service, opts Options) *Handler {
+	h := &Handler{svc: svc, auth: opts.Authenticator, maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux()}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.routes = apiRoutes()
+	for _, rt := range h.routes {
+		h.mux.Handle(rt.method+" "+rt.path, h.wrap(rt))
+	}
+	return h
+}
+
+// ServeHTTP routes the request. Unknown paths get a JSON 404 and known
+// paths with the wrong method a JSON 405 with an Allow header.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeErrorBody(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")))
+		return
+	}
+	writeErrorBody(w, http.StatusNotFound, codeRouteNotFound, "no such route")
+}
+
+func (h *Handler) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
+		var p p2core.Principal
+		if rt.access != accessAnyone {
+			var err error
+			p, err = h.authenticate(r)
+			if err == nil && rt.access == accessAdmin && !p.Admin {
+				err = p2core.Errorf(p2core.ErrNotAdministrator, "this route needs an administrator")
+			}
+			if err != nil {
+				h.writeError(w, r, err)
+				return
+			}
+		}
+		if err := rt.handle(h, w, r, p); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+func (h *Handler) authenticate(r *http.Request) (p2core.Principal, error) {
+	if h.auth == nil {
+		return p2core.Principal{}, p2core.Errorf(p2core.ErrUnauthorized, "authentication required")
+	}
+	p, err := h.auth.Authenticate(r.Context(), r)
+	if err != nil {
+		if errors.Is(err, p2core.ErrUnauthorized) {
+			return p2core.Principal{}, err
+		}
+		return p2core.Principal{}, fmt.Errorf("authenticator: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		if errors.Is(err, p2core.ErrUnauthorized) {
+			return p2core.Principal{}, err
+		}
+		return p2core.Principal{}, fmt.Errorf("authenticator returned an invalid principal: %w", err)
+	}
+	return p, nil
+}
+
+// writeError writes err as a JSON error body; internal errors are logged
+// and shown to the caller as a bare 500.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := classify(err)
+	if status >= 500 {
+		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="p2core"`)
+	}
+	writeErrorBody(w, status, code, msg)
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Errcode: status, Error: code, Message: msg})
+}
+
+// writeJSON writes v as the JSON body with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"errcode":500,"error":"P2CORE_INTERNAL","message":"internal server error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// decodeJSON reads exactly one JSON value from the body into v, refusing
+// unknown fields, trailing data and bodies over the limit.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err)
+		}
+		return p2core.Errorf(p2core.ErrBadRequest, "request body must hold exactly one JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("%w: limit is %d bytes", errBodyTooLarge, mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return p2core.Errorf(p2core.ErrBadRequest, "request body is empty; a JSON value is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return p2core.Errorf(p2core.ErrBadRequest, "malformed JSON: unexpected end of input")
+	case errors.As(err, &syn):
+		return p2core.Errorf(p2core.ErrBadRequest, "malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return p2core.Errorf(p2core.ErrBadRequest, "field %q must be a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		}
+		return p2core.Errorf(p2core.ErrBadRequest, "request body must be a JSON %s", jsonKind(typ.Type.Kind().String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return p2core.Errorf(p2core.ErrBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	case errors.Is(err, p2core.ErrBadRequest), errors.Is(err, p2core.ErrInvalidUserID):
+		return err
+	default:
+		return p2core.Errorf(p2core.ErrBadRequest, "malformed JSON body")
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "struct", "map", "ptr":
+		return "object"
+	default:
+		return "number"
+	}
+}
+
+// pathUserID parses the {user_id} path value.
+func pathUserID(r *http.Request) (p2core.UserID, error) {
+	return p2core.ParseUserID(r.PathValue("user_id"))
+}

@@ -1,0 +1,135 @@
+package p2core
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Defaults used when the matching Config field is zero.
+const (
+	DefaultTokenTTL                 = 5 * time.Minute
+	DefaultIDCertLifetime           = 30 * 24 * time.Hour
+	DefaultMaxKeyPackageLifetime    = 90 * 24 * time.Hour
+	DefaultMaxKeyPackagesPerSession = 1000
+	DefaultLowKeyPackageThreshold   = 10
+	DefaultMaxPublicKeySize         = 64 << 10
+	DefaultDomain                   = "localhost"
+)
+
+// FederationPolicy decides whether this server issues federation tokens
+// for a foreign server. server is normalised (scheme://host[:port]). A nil
+// policy allows every server.
+type FederationPolicy interface {
+	// AllowFederation returns nil to allow the server; any error refuses
+	// it with 404 P2CORE_NOT_FEDERATED.
+	AllowFederation(ctx context.Context, server string) error
+}
+
+// FederationPolicyFunc adapts a function to FederationPolicy.
+type FederationPolicyFunc func(ctx context.Context, server string) error
+
+// AllowFederation calls f.
+func (f FederationPolicyFunc) AllowFederation(ctx context.Context, server string) error {
+	return f(ctx, server)
+}
+
+// Config configures a Service. Every zero value means the documented
+// default; NewService copies the Config, so later changes to the caller's
+// value have no effect.
+type Config struct {
+	// Domain is this server's domain: the domain part of local FIDs and the
+	// User ID of the server identity key. Default "localhost".
+	Domain string
+	// Now returns the current time. Default time.Now. Times are stored in
+	// UTC.
+	Now func() time.Time
+	// Rand is the source of randomness for tokens, keys and serials.
+	// Default crypto/rand.Reader.
+	Rand io.Reader
+	// Logger receives operational logs; it never receives tokens or
+	// private keys. Default: a logger that discards everything.
+	Logger *slog.Logger
+	// Events receives the events of section 4 of the design. Default: a
+	// sink that drops them.
+	Events EventSink
+	// FederationPolicy may refuse servers that ask for federation
+	// tokens. Default: every server is allowed.
+	FederationPolicy FederationPolicy
+	// AllowInsecureFederation accepts http:// server URLs (for loopback
+	// tests). Default false: https only.
+	AllowInsecureFederation bool
+	// TokenTTL is the lifetime of a federation token. Default 5 minutes.
+	TokenTTL time.Duration
+	// IDCertLifetime is the lifetime of an ID-Cert, never past the server
+	// key's expiry. Default 30 days.
+	IDCertLifetime time.Duration
+	// ServerKeyAlgorithm is the algorithm of generated server keys:
+	// "ed25519" (v4 EdDSA, default), "ed25519-v6", "ed448" or "rsa3072".
+	ServerKeyAlgorithm string
+	// ServerKeyLifetime is the expiry set on generated server keys. Default
+	// 0: no expiry.
+	ServerKeyLifetime time.Duration
+	// MaxPublicKeySize caps the armored public key of route 8, in bytes.
+	// Default 64 KiB.
+	MaxPublicKeySize int
+	// MaxKeyPackageLifetime caps a KeyPackage's lifetime (not_after -
+	// not_before). Default 90 days; negative disables the cap.
+	MaxKeyPackageLifetime time.Duration
+	// CipherSuites lists the MLS cipher suites accepted. Default: all of
+	// RFC 9420's 1-7.
+	CipherSuites []uint16
+	// MaxKeyPackagesPerSession caps a session's regular KeyPackages.
+	// Default 1000.
+	MaxKeyPackagesPerSession int
+	// LowKeyPackageThreshold: a LOW_KEY_PACKAGES event is emitted when a
+	// session's regular KeyPackages fall below it. Default 10.
+	LowKeyPackageThreshold int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Events == nil {
+		c.Events = discardSink{}
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.IDCertLifetime <= 0 {
+		c.IDCertLifetime = DefaultIDCertLifetime
+	}
+	if c.ServerKeyAlgorithm == "" {
+		c.ServerKeyAlgorithm = "ed25519"
+	}
+	if c.MaxPublicKeySize <= 0 {
+		c.MaxPublicKeySize = DefaultMaxPublicKeySize
+	}
+	if c.MaxKeyPackageLifetime == 0 {
+		c.MaxKeyPackageLifetime = DefaultMaxKeyPackageLifetime
+	}
+	if len(c.CipherSuites) == 0 {
+		c.CipherSuites = []uint16{1, 2, 3, 4, 5, 6, 7}
+	} else {
+		c.CipherSuites = append([]uint16(nil), c.CipherSuites...)
+	}
+	if c.MaxKeyPackagesPerSession <= 0 {
+		c.MaxKeyPackagesPerSession = DefaultMaxKeyPackagesPerSession
+	}
+	if c.LowKeyPackageThreshold <= 0 {
+		c.LowKeyPackageThreshold = DefaultLowKeyPackageThreshold
+	}
+	return c
+}

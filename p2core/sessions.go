@@ -1,0 +1,126 @@
+package p2core
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// NewSessionPayload is the payload of NEW_SESSION, sent to the user's
+// other sessions when a session is created.
+type NewSessionPayload struct {
+	SessionID SessionID `json:"session_id"`
+	FID       FID       `json:"fid"`
+	// Home is the home server of a foreign user's session, else empty.
+	Home string `json:"home,omitempty"`
+}
+
+// CreateSession starts a new session for a local user and returns its
+// bearer token (shown once; the Store keeps only its SHA-256) and the
+// stored Session. The user's other sessions get a NEW_SESSION event.
+func (s *Service) CreateSession(ctx context.Context, user UserID, fid FID) (string, Session, error) {
+	return s.createSession(ctx, user, fid, "")
+}
+
+func (s *Service) createSession(ctx context.Context, user UserID, fid FID, home string) (string, Session, error) {
+	if user == 0 {
+		return "", Session{}, Errorf(ErrInvalidUserID, "user ID must be positive")
+	}
+	if _, err := ParseFID(string(fid)); err != nil {
+		return "", Session{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		var idb [8]byte
+		if _, err := io.ReadFull(s.cfg.Rand, idb[:]); err != nil {
+			return "", Session{}, fmt.Errorf("random session ID: %w", err)
+		}
+		tok, hash, err := s.newToken()
+		if err != nil {
+			return "", Session{}, err
+		}
+		sess := Session{UserID: user, SessionID: SessionID(hex.EncodeToString(idb[:])), FID: fid, TokenHash: hash, CreatedAt: s.now(), Home: home}
+		err = s.store.CreateSession(ctx, sess)
+		if errors.Is(err, ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return "", Session{}, fmt.Errorf("store session: %w", err)
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "session created", slog.String("user_id", user.String()), slog.String("session_id", string(sess.SessionID)))
+		others, err := s.otherSessions(ctx, user, sess.SessionID)
+		if err == nil && len(others) > 0 {
+			s.publish(ctx, Event{Type: EventNewSession, UserID: user, Sessions: others, Time: sess.CreatedAt,
+				Payload: NewSessionPayload{SessionID: sess.SessionID, FID: fid, Home: home}})
+		}
+		return tok, sess, nil
+	}
+}
+
+func (s *Service) otherSessions(ctx context.Context, user UserID, except SessionID) ([]SessionID, error) {
+	all, err := s.store.Sessions(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	var out []SessionID
+	for _, x := range all {
+		if x.SessionID != except {
+			out = append(out, x.SessionID)
+		}
+	}
+	return out, nil
+}
+
+// AuthenticateSession returns the session whose bearer token is token.
+// Unknown, malformed or revoked tokens give ErrUnauthorized. The lookup is
+// by SHA-256 of the token, so its timing says nothing about stored tokens.
+func (s *Service) AuthenticateSession(ctx context.Context, token string) (Session, error) {
+	if !wellFormedToken(token) {
+		return Session{}, Errorf(ErrUnauthorized, "invalid session token")
+	}
+	sess, err := s.store.SessionByToken(ctx, HashToken(token))
+	if errors.Is(err, ErrNotFound) {
+		return Session{}, Errorf(ErrUnauthorized, "invalid session token")
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("look up session: %w", err)
+	}
+	return sess, nil
+}
+
+// Sessions lists p's own sessions.
+func (s *Service) Sessions(ctx context.Context, p Principal) ([]Session, error) {
+	if err := requireUser(p); err != nil {
+		return nil, err
+	}
+	return s.store.Sessions(ctx, p.UserID)
+}
+
+// EndSession ends one session of user: its token stops working at once, its
+// KeyPackages and last resort are dropped and its ID-Cert stops being
+// current. Embedders with their own session system call it when a session
+// ends. It is idempotent.
+func (s *Service) EndSession(ctx context.Context, user UserID, session SessionID) error {
+	if err := s.store.EndSession(ctx, user, session, s.now()); err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "session ended", slog.String("user_id", user.String()), slog.String("session_id", string(session)))
+	return nil
+}
+
+// EndAllSessions ends every session of user stored in the Store and returns
+// how many there were.
+func (s *Service) EndAllSessions(ctx context.Context, user UserID) (int, error) {
+	all, err := s.store.Sessions(ctx, user)
+	if err != nil {
+		return 0, fmt.Errorf("list sessions: %w", err)
+	}
+	for _, x := range all {
+		if err := s.EndSession(ctx, user, x.SessionID); err != nil {
+			return 0, err
+		}
+	}
+	return len(all), nil
+}

@@ -1,0 +1,252 @@
+package p2core
+
+import (
+	"context"
+	"time"
+)
+
+// Store is everything p2kit persists. It is a composition of small
+// per-feature interfaces; a backend implements them all, and
+// storage/storetest checks that it does so with the semantics documented
+// on each method.
+//
+// General rules for every method:
+//   - ctx is honoured: a cancelled or expired context makes the method
+//     return an error matching ctx.Err() without changing anything that a
+//     later call could observe half-done.
+//   - "Missing" is always ErrNotFound (never a zero value with a nil error).
+//   - Byte slices passed in may be reused by the caller after the call
+//     returns, and byte slices returned belong to the caller.
+//   - Times are stored with at least microsecond precision and returned in
+//     UTC.
+//   - Methods marked atomic take effect entirely or not at all, and
+//     concurrent calls (from any number of goroutines or, for shared
+//     backends, processes) behave as if run one after another.
+//   - After Close, methods return ErrClosed.
+//
+// All implementations must be safe for concurrent use.
+type Store interface {
+	TokenStore
+	SettingsStore
+	SessionStore
+	CertStore
+	ServerKeyStore
+	KeyPackageStore
+	// Close releases the backend's resources. It is safe to call twice.
+	Close() error
+}
+
+// FederationToken is a stored federation token. The token itself is never
+// stored: only its SHA-256 (Hash).
+type FederationToken struct {
+	Hash      [32]byte
+	UserID    UserID
+	FID       FID
+	Server    string // normalised audience: scheme://host[:port]
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// TokenStore keeps federation tokens by the SHA-256 of the token.
+type TokenStore interface {
+	// CreateToken stores t. ErrConflict if a token with the same Hash
+	// exists.
+	CreateToken(ctx context.Context, t FederationToken) error
+	// RedeemToken atomically consumes the token with the given hash: if it
+	// exists, now is before its ExpiresAt and its Server equals server, it
+	// is deleted and returned. Otherwise ErrTokenInvalid and nothing
+	// changes, except that an expired token may be deleted. Of any number
+	// of concurrent calls for one token at most one succeeds.
+	RedeemToken(ctx context.Context, hash [32]byte, server string, now time.Time) (FederationToken, error)
+	// DeleteUserTokens deletes every token of the user (expired or not)
+	// and returns how many there were. Atomic.
+	DeleteUserTokens(ctx context.Context, user UserID) (int, error)
+	// DeleteAllTokens deletes every token and returns how many there
+	// were. Atomic.
+	DeleteAllTokens(ctx context.Context) (int, error)
+	// PurgeExpiredTokens deletes the tokens whose ExpiresAt is not after
+	// now and returns how many.
+	PurgeExpiredTokens(ctx context.Context, now time.Time) (int, error)
+}
+
+// SettingsStore is a small persistent key-value map for server-wide
+// switches (for example whether federation token generation is enabled).
+type SettingsStore interface {
+	// Setting returns the value stored under key, or ErrNotFound.
+	Setting(ctx context.Context, key string) ([]byte, error)
+	// PutSetting stores value under key, replacing any previous value.
+	PutSetting(ctx context.Context, key string, value []byte) error
+}
+
+// Session is a login of a user on this server. Only the SHA-256 of its
+// bearer token is stored.
+type Session struct {
+	UserID    UserID
+	SessionID SessionID
+	FID       FID
+	TokenHash [32]byte
+	CreatedAt time.Time
+	// Home is empty for a local user's session; for a foreign user's
+	// session (route 16) it is the home server's URL.
+	Home string
+}
+
+// SessionStore keeps sessions.
+type SessionStore interface {
+	// CreateSession stores s. ErrConflict if the user already has a
+	// session with that SessionID or another session has the same
+	// TokenHash. Atomic.
+	CreateSession(ctx context.Context, s Session) error
+	// SessionByToken returns the session whose TokenHash is hash, or
+	// ErrNotFound.
+	SessionByToken(ctx context.Context, hash [32]byte) (Session, error)
+	// Sessions returns the user's sessions, oldest first (empty, not
+	// ErrNotFound, when there are none).
+	Sessions(ctx context.Context, user UserID) ([]Session, error)
+	// EndSession atomically removes the session (if stored), all its
+	// regular KeyPackages and its last-resort KeyPackage, and ends its
+	// current ID-Cert at now (SupersededAt = now). It is idempotent and
+	// returns nil when there was nothing to remove, so it also serves
+	// embedders whose sessions live outside the Store.
+	EndSession(ctx context.Context, user UserID, session SessionID, now time.Time) error
+	// UserIDForFID returns the local user ID mapped to a foreign FID,
+	// creating the mapping with candidate when there is none. Of
+	// concurrent calls for one FID all get the same ID. Atomic.
+	UserIDForFID(ctx context.Context, fid FID, candidate UserID) (UserID, error)
+}
+
+// IDCert is a stored ID-Cert: a server certification of one session's
+// OpenPGP public key.
+type IDCert struct {
+	UserID    UserID
+	SessionID SessionID
+	FID       FID
+	// Serial is the certificate's UUIDv7 serial, unique per server.
+	Serial string
+	// Cert is the ID-Cert as sent on the wire (binary, before Base64).
+	Cert []byte
+	// SignatureKey is the certified key in MLS signature_key form, used
+	// to bind KeyPackages to the cert; nil when the key has no MLS form.
+	SignatureKey []byte
+	// ServerKeyFingerprint names the server key that signed the cert.
+	ServerKeyFingerprint []byte
+	IssuedAt             time.Time
+	ExpiresAt            time.Time
+	// SupersededAt is zero while the cert is the session's current one;
+	// otherwise the instant a newer cert (or the end of the session)
+	// replaced it.
+	SupersededAt time.Time
+}
+
+// ValidAt reports whether c is in force at t: issued at or before t, not
+// yet expired, and not superseded.
+func (c IDCert) ValidAt(t time.Time) bool {
+	return !t.Before(c.IssuedAt) && t.Before(c.ExpiresAt) &&
+		(c.SupersededAt.IsZero() || t.Before(c.SupersededAt))
+}
+
+// CertStore keeps every ID-Cert ever issued.
+type CertStore interface {
+	// PutIDCert atomically makes c the current cert of its session: the
+	// previous current cert of (c.UserID, c.SessionID), if any, gets
+	// SupersededAt = c.IssuedAt, and c is stored with a zero
+	// SupersededAt. ErrConflict if a cert with the same Serial exists.
+	PutIDCert(ctx context.Context, c IDCert) error
+	// CurrentIDCert returns the session's current (not superseded) cert,
+	// expired or not, or ErrNotFound.
+	CurrentIDCert(ctx context.Context, user UserID, session SessionID) (IDCert, error)
+	// IDCertsAt returns the user's certs for which ValidAt(at) holds,
+	// ordered by IssuedAt (empty when none).
+	IDCertsAt(ctx context.Context, user UserID, at time.Time) ([]IDCert, error)
+}
+
+// ServerKey is a stored server identity key.
+type ServerKey struct {
+	Fingerprint []byte
+	// Public is the transferable public key, binary.
+	Public []byte
+	// Private is the private key, binary. It is a secret: never log it.
+	Private   []byte
+	Algorithm string
+	// CreatedAt is when the key became current.
+	CreatedAt time.Time
+	// RetiredAt is zero while the key is current; otherwise when the next
+	// key replaced it.
+	RetiredAt time.Time
+	// ExpiresAt is the key's own expiry; zero means none.
+	ExpiresAt time.Time
+}
+
+// ServerKeyStore keeps the server identity key and every key it replaced.
+type ServerKeyStore interface {
+	// ServerKeys returns every server key, oldest first (empty when none).
+	ServerKeys(ctx context.Context) ([]ServerKey, error)
+	// AddServerKey atomically makes k the current key if the current key's
+	// fingerprint is previous (nil previous: only if there is no key at
+	// all). The old key gets RetiredAt = k.CreatedAt. Otherwise ErrConflict
+	// and nothing changes, so two instances starting or rotating at once
+	// cannot both win.
+	AddServerKey(ctx context.Context, k ServerKey, previous []byte) error
+}
+
+// KeyPackage is a stored MLS KeyPackage of one session.
+type KeyPackage struct {
+	UserID      UserID
+	SessionID   SessionID
+	Ref         []byte // KeyPackageRef (RFC 9420 section 5.2)
+	CipherSuite uint16
+	InitKey     []byte
+	Data        []byte // the bare KeyPackage, byte-identical to the upload
+	NotAfter    time.Time
+	UploadedAt  time.Time
+}
+
+// ClaimedKeyPackage is one result of a claim.
+type ClaimedKeyPackage struct {
+	KeyPackage
+	// LastResort is true when the session had no regular KeyPackage left
+	// and its last-resort KeyPackage was handed out (and kept).
+	LastResort bool
+	// Remaining is the number of the session's regular KeyPackages left
+	// after the claim.
+	Remaining int
+}
+
+// KeyPackageStatus is a session's KeyPackage supply.
+type KeyPackageStatus struct {
+	Available      int  // unexpired regular KeyPackages
+	LastResort     bool // a last-resort KeyPackage is stored
+	LastResortUsed bool // it was handed out since it was set
+}
+
+// KeyPackageStore keeps KeyPackages and hands each regular one out at most
+// once.
+type KeyPackageStore interface {
+	// AddKeyPackages atomically stores kps (all of one session), or none
+	// of them. ErrDuplicateKeyPackage if an init key repeats within kps or
+	// equals that of a stored KeyPackage, a stored last resort, or a
+	// handed-out KeyPackage whose NotAfter is after now.
+	// ErrTooManyKeyPackages if the session would hold more than max
+	// unexpired regular KeyPackages.
+	AddKeyPackages(ctx context.Context, kps []KeyPackage, max int, now time.Time) error
+	// SetLastResort atomically replaces the session's last-resort
+	// KeyPackage with kp and clears its used flag. Init key uniqueness as
+	// in AddKeyPackages (the replaced last resort does not count).
+	SetLastResort(ctx context.Context, kp KeyPackage, now time.Time) error
+	// ClaimKeyPackages hands out, for each session of the user that has
+	// one, the oldest regular KeyPackage whose NotAfter is after now (of
+	// the given cipher suite, when suite is not 0) and deletes it in the
+	// same atomic step, remembering its init key until NotAfter; a session
+	// with none gets its unexpired last resort (kept, marked used).
+	// Sessions with neither are left out; the result is ordered by
+	// SessionID. No KeyPackage is ever returned by two calls.
+	ClaimKeyPackages(ctx context.Context, user UserID, suite uint16, now time.Time) ([]ClaimedKeyPackage, error)
+	// KeyPackageStatus returns the session's supply at now (zero values
+	// when it has nothing).
+	KeyPackageStatus(ctx context.Context, user UserID, session SessionID, now time.Time) (KeyPackageStatus, error)
+	// PurgeExpiredKeyPackages deletes KeyPackages (regular and last
+	// resort) whose NotAfter is not after now, forgets handed-out init
+	// keys whose NotAfter passed, and returns how many KeyPackages it
+	// deleted.
+	PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int, error)
+}
