@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,4 +160,96 @@ func (c *Client) RedeemToken(ctx context.Context, token, server string) (RedeemR
 	var out RedeemResponse
 	err := c.Do(ctx, http.MethodPost, "/p2core/token/redeem", nil, RedeemRequest{Token: token, Server: server}, &out)
 	return out, err
+}
+
+// IssueIDCert sends an armored OpenPGP public key (route 8) and returns the
+// ID-Cert, binary.
+func (c *Client) IssueIDCert(ctx context.Context, armoredPublicKey string) ([]byte, error) {
+	var s string
+	if err := c.Do(ctx, http.MethodPost, "/p2core/key/user/@me", nil, armoredPublicKey, &s); err != nil {
+		return nil, err
+	}
+	return b64.DecodeString(s)
+}
+
+func timestampQuery(at time.Time) url.Values {
+	if at.IsZero() {
+		return nil
+	}
+	return url.Values{"timestamp": {strconv.FormatInt(at.Unix(), 10)}}
+}
+
+// UserIDCerts returns a user's ID-Certs valid at the instant at (zero:
+// now), binary (route 9).
+func (c *Client) UserIDCerts(ctx context.Context, user p2core.UserID, at time.Time) ([][]byte, error) {
+	var in []string
+	if err := c.Do(ctx, http.MethodGet, "/p2core/key/user/"+user.String(), timestampQuery(at), nil, &in); err != nil {
+		return nil, err
+	}
+	return decodeAll(in)
+}
+
+// ServerKey returns the server's public key current at the instant at
+// (zero: now), binary (route 10).
+func (c *Client) ServerKey(ctx context.Context, at time.Time) ([]byte, error) {
+	var s string
+	if err := c.Do(ctx, http.MethodGet, "/p2core/key/server", timestampQuery(at), nil, &s); err != nil {
+		return nil, err
+	}
+	return b64.DecodeString(s)
+}
+
+// RotateServerKey replaces the server key (route 11, admin) and returns the
+// new armored public key.
+func (c *Client) RotateServerKey(ctx context.Context) (string, error) {
+	var s string
+	err := c.Do(ctx, http.MethodPut, "/p2core/key/server", nil, nil, &s)
+	return s, err
+}
+
+// UploadKeyPackages uploads 1 to 100 KeyPackages (route 12).
+func (c *Client) UploadKeyPackages(ctx context.Context, kps [][]byte) error {
+	out := make([]string, len(kps))
+	for i, kp := range kps {
+		out[i] = b64.EncodeToString(kp)
+	}
+	return c.Do(ctx, http.MethodPost, "/p2core/keypackage/@me", nil, out, nil)
+}
+
+// SetLastResort replaces the session's last-resort KeyPackage (route 13).
+func (c *Client) SetLastResort(ctx context.Context, kp []byte) error {
+	return c.Do(ctx, http.MethodPut, "/p2core/keypackage_lr", nil, b64.EncodeToString(kp), nil)
+}
+
+// ClaimKeyPackages claims one KeyPackage per session of user (route 14);
+// suite 0 means any cipher suite.
+func (c *Client) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16) ([][]byte, error) {
+	var q url.Values
+	if suite != 0 {
+		q = url.Values{"cipher_suite": {strconv.Itoa(int(suite))}}
+	}
+	var in []string
+	if err := c.Do(ctx, http.MethodGet, "/p2core/keypackage/"+user.String(), q, nil, &in); err != nil {
+		return nil, err
+	}
+	return decodeAll(in)
+}
+
+// KeyPackageStatus reads the session's KeyPackage supply (route 15).
+func (c *Client) KeyPackageStatus(ctx context.Context) (KeyPackageStatus, error) {
+	var st KeyPackageStatus
+	err := c.Do(ctx, http.MethodGet, "/p2core/keypackage/@me/status", nil, nil, &st)
+	return st, err
+}
+
+func decodeAll(in []string) ([][]byte, error) {
+	out := make([][]byte, len(in))
+	for i, s := range in {
+		b, err := b64.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		out[i] = b
+	}
+	return out, nil
 }

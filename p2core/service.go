@@ -17,6 +17,8 @@ type Service struct {
 	store Store
 	cfg   Config
 	log   *slog.Logger
+
+	keyCache keyCache
 }
 
 // NewService returns a Service over store with cfg (copied, zero fields

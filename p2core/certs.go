@@ -1,0 +1,279 @@
+package p2core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/google/uuid"
+
+	"github.com/p2kit/p2kit/p2core/idcert"
+)
+
+// serverKeyCacheTTL bounds how long a Service trusts its cached list of
+// server keys before reading the Store again, so that instances sharing a
+// database see another instance's rotation within that time.
+const serverKeyCacheTTL = 2 * time.Second
+
+// keyring is an immutable snapshot of the server keys.
+type keyring struct {
+	loaded  time.Time
+	keys    []ServerKey
+	current *idcert.ServerKey // parsed private key of the last entry
+}
+
+// keyCache holds the latest keyring.
+type keyCache struct {
+	mu   sync.Mutex
+	ring *keyring
+}
+
+// ClientKeyChangePayload is the payload of CLIENT_KEY_CHANGE, sent to the
+// user's sessions when one of them gets a new ID-Cert.
+type ClientKeyChangePayload struct {
+	SessionID SessionID `json:"session_id"`
+	Serial    string    `json:"serial"`
+	// IDCert is the new ID-Cert, Base64 as on the wire.
+	IDCert    []byte    `json:"id_cert"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ServerKeyChangePayload is the payload of SERVER_KEY_CHANGE, sent to every
+// session after an administrator rotates the server key.
+type ServerKeyChangePayload struct {
+	// Fingerprint is the new key's fingerprint, upper-case hex.
+	Fingerprint string `json:"fingerprint"`
+	// PublicKey is the new key, Base64 binary as route 10 returns it.
+	PublicKey []byte    `json:"public_key"`
+	ValidFrom time.Time `json:"valid_from"`
+}
+
+// keys returns the current keyring, loading it from the Store when the
+// cache is empty or stale, and generating the first server key when the
+// Store has none.
+func (s *Service) keys(ctx context.Context) (*keyring, error) {
+	s.keyCache.mu.Lock()
+	defer s.keyCache.mu.Unlock()
+	if r := s.keyCache.ring; r != nil && time.Since(r.loaded) < serverKeyCacheTTL {
+		return r, nil
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		keys, err := s.store.ServerKeys(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load server keys: %w", err)
+		}
+		if len(keys) == 0 {
+			k, err := s.generateServerKey(s.now())
+			if err != nil {
+				return nil, err
+			}
+			err = s.store.AddServerKey(ctx, k, nil)
+			if errors.Is(err, ErrConflict) {
+				continue // another instance generated the first key: use it
+			}
+			if err != nil {
+				return nil, fmt.Errorf("store server key: %w", err)
+			}
+			s.log.LogAttrs(ctx, slog.LevelInfo, "server identity key generated", slog.String("fingerprint", fmt.Sprintf("%X", k.Fingerprint)), slog.String("algorithm", k.Algorithm))
+			continue
+		}
+		r, err := s.newKeyring(keys)
+		if err != nil {
+			return nil, err
+		}
+		s.keyCache.ring = r
+		return r, nil
+	}
+	return nil, errors.New("server key: could not settle on a current key")
+}
+
+func (s *Service) newKeyring(keys []ServerKey) (*keyring, error) {
+	cur := keys[len(keys)-1]
+	if r := s.keyCache.ring; r != nil && len(r.keys) > 0 && bytes.Equal(r.keys[len(r.keys)-1].Fingerprint, cur.Fingerprint) {
+		return &keyring{loaded: time.Now(), keys: keys, current: r.current}, nil
+	}
+	parsed, err := idcert.ParseServerKey(cur.Private)
+	if err != nil {
+		return nil, fmt.Errorf("parse stored server key: %w", err)
+	}
+	return &keyring{loaded: time.Now(), keys: keys, current: parsed}, nil
+}
+
+func (s *Service) generateServerKey(now time.Time) (ServerKey, error) {
+	k, err := idcert.GenerateServerKey(s.cfg.Domain, idcert.Algorithm(s.cfg.ServerKeyAlgorithm), now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
+	if err != nil {
+		return ServerKey{}, fmt.Errorf("generate server key: %w", err)
+	}
+	priv, err := k.MarshalPrivate()
+	if err != nil {
+		return ServerKey{}, fmt.Errorf("marshal server key: %w", err)
+	}
+	return ServerKey{
+		Fingerprint: k.Fingerprint(),
+		Public:      k.PublicBinary(),
+		Private:     priv,
+		Algorithm:   string(k.Algorithm()),
+		CreatedAt:   k.Created().UTC(),
+		ExpiresAt:   k.Expires().UTC(),
+	}, nil
+}
+
+// Init makes sure the server identity key exists, generating it on first
+// start. Calling it is optional (the key is also created on first use) but
+// lets a server fail fast at start-up.
+func (s *Service) Init(ctx context.Context) error {
+	_, err := s.keys(ctx)
+	return err
+}
+
+// ServerPublicKey returns the server key that was current at the instant
+// at (route 10), with Private cleared. A zero at means now. ErrNotFound
+// when no key was current then (before the first key).
+func (s *Service) ServerPublicKey(ctx context.Context, at time.Time) (ServerKey, error) {
+	r, err := s.keys(ctx)
+	if err != nil {
+		return ServerKey{}, err
+	}
+	if at.IsZero() {
+		k := r.keys[len(r.keys)-1]
+		k.Private = nil
+		return k, nil
+	}
+	for i := len(r.keys) - 1; i >= 0; i-- {
+		k := r.keys[i]
+		if !at.Before(k.CreatedAt) && (k.RetiredAt.IsZero() || at.Before(k.RetiredAt)) {
+			k.Private = nil
+			return k, nil
+		}
+	}
+	return ServerKey{}, Errorf(ErrNotFound, "no server key was current at %s", at.UTC().Format(time.RFC3339))
+}
+
+// RotateServerKey replaces the server identity key with a new one (route
+// 11, administrators only) and returns it with Private cleared. Old keys
+// are kept so old ID-Certs stay verifiable. Every session gets
+// SERVER_KEY_CHANGE and then LOW_KEY_PACKAGES. ErrConflict if another
+// rotation won a race; the caller may retry.
+func (s *Service) RotateServerKey(ctx context.Context, p Principal) (ServerKey, error) {
+	if err := requireAdmin(p); err != nil {
+		return ServerKey{}, err
+	}
+	r, err := s.keys(ctx)
+	if err != nil {
+		return ServerKey{}, err
+	}
+	prev := r.keys[len(r.keys)-1]
+	now := s.now().Truncate(time.Second)
+	if !now.After(prev.CreatedAt) {
+		// OpenPGP times have one-second resolution; keep validity windows
+		// ordered.
+		now = prev.CreatedAt.Add(time.Second)
+	}
+	k, err := s.generateServerKey(now)
+	if err != nil {
+		return ServerKey{}, err
+	}
+	if err := s.store.AddServerKey(ctx, k, prev.Fingerprint); err != nil {
+		if errors.Is(err, ErrConflict) {
+			s.invalidateKeys()
+			return ServerKey{}, Errorf(ErrConflict, "the server key changed concurrently; retry")
+		}
+		return ServerKey{}, fmt.Errorf("store server key: %w", err)
+	}
+	s.invalidateKeys()
+	s.log.LogAttrs(ctx, slog.LevelInfo, "server identity key rotated", slog.String("fingerprint", fmt.Sprintf("%X", k.Fingerprint)), slog.String("by", p.UserID.String()))
+	s.publish(ctx, Event{Type: EventServerKeyChange, Time: k.CreatedAt,
+		Payload: ServerKeyChangePayload{Fingerprint: fmt.Sprintf("%X", k.Fingerprint), PublicKey: k.Public, ValidFrom: k.CreatedAt}})
+	s.publish(ctx, Event{Type: EventLowKeyPackages, Time: k.CreatedAt, Payload: LowKeyPackagesPayload{Reason: "server_key_change"}})
+	k.Private = nil
+	return k, nil
+}
+
+func (s *Service) invalidateKeys() {
+	s.keyCache.mu.Lock()
+	if s.keyCache.ring != nil {
+		s.keyCache.ring.loaded = time.Time{}
+	}
+	s.keyCache.mu.Unlock()
+}
+
+// IssueIDCert checks the caller's armored OpenPGP public key (route 8) and
+// returns a new ID-Cert for it, which supersedes the session's previous
+// one. The user's sessions get CLIENT_KEY_CHANGE. Errors:
+// ErrUnauthorized, ErrInvalidPublicKey (with the reason).
+func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
+	if err := requireUser(p); err != nil {
+		return IDCert{}, err
+	}
+	now := s.now()
+	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize})
+	if err != nil {
+		if errors.Is(err, idcert.ErrInvalidPublicKey) {
+			return IDCert{}, Errorf(ErrInvalidPublicKey, "%s", err.Error())
+		}
+		return IDCert{}, fmt.Errorf("parse client key: %w", err)
+	}
+	r, err := s.keys(ctx)
+	if err != nil {
+		return IDCert{}, err
+	}
+	serial, err := uuid.NewV7FromReader(s.cfg.Rand)
+	if err != nil {
+		return IDCert{}, fmt.Errorf("serial: %w", err)
+	}
+	lifetime := s.cfg.IDCertLifetime
+	if exp := r.current.Expires(); !exp.IsZero() {
+		if left := exp.Sub(now); left < lifetime {
+			lifetime = left
+		}
+		if lifetime < time.Second {
+			return IDCert{}, errors.New("the server key has expired; an administrator must rotate it")
+		}
+	}
+	res, err := idcert.Issue(r.current, ck, idcert.IssueParams{SessionID: string(p.SessionID), Serial: serial, Now: now, Lifetime: lifetime})
+	if err != nil {
+		return IDCert{}, fmt.Errorf("issue ID-Cert: %w", err)
+	}
+	c := IDCert{
+		UserID: p.UserID, SessionID: p.SessionID, FID: p.FID, Serial: serial.String(),
+		Cert: res.Raw, SignatureKey: res.MLSSignatureKey, ServerKeyFingerprint: r.current.Fingerprint(),
+		IssuedAt: res.IssuedAt.UTC(), ExpiresAt: res.Expires.UTC(),
+	}
+	if err := s.store.PutIDCert(ctx, c); err != nil {
+		return IDCert{}, fmt.Errorf("store ID-Cert: %w", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "ID-Cert issued", slog.String("user_id", p.UserID.String()), slog.String("session_id", string(p.SessionID)), slog.String("serial", c.Serial))
+	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Time: c.IssuedAt,
+		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt}})
+	return c, nil
+}
+
+// IDCerts returns the user's ID-Certs valid at the instant at (route 9),
+// one per session at most; a zero at means now.
+func (s *Service) IDCerts(ctx context.Context, user UserID, at time.Time) ([]IDCert, error) {
+	if user == 0 {
+		return nil, Errorf(ErrInvalidUserID, "user ID must be positive")
+	}
+	if at.IsZero() {
+		at = s.now()
+	}
+	return s.store.IDCertsAt(ctx, user, at)
+}
+
+// Armored returns the public key in ASCII armor ("PGP PUBLIC KEY BLOCK").
+func (k ServerKey) Armored() []byte {
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	if err != nil {
+		return nil
+	}
+	_, _ = w.Write(k.Public)
+	_ = w.Close()
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}

@@ -1,0 +1,170 @@
+package p2core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/p2kit/p2kit/p2core/mls"
+)
+
+// MaxKeyPackagesPerUpload is the most KeyPackages one upload (route 12)
+// may carry.
+const MaxKeyPackagesPerUpload = 100
+
+// LowKeyPackagesPayload is the payload of LOW_KEY_PACKAGES: the session
+// should upload more KeyPackages (or a new last resort).
+type LowKeyPackagesPayload struct {
+	// Available is the session's count of regular KeyPackages left.
+	Available int `json:"available"`
+	// LastResortUsed is true when the last-resort KeyPackage was handed out.
+	LastResortUsed bool `json:"last_resort_used"`
+	// Reason is "claimed" (a claim left the supply low) or
+	// "server_key_change" (a new server key: sessions should get new
+	// ID-Certs and fresh KeyPackages).
+	Reason string `json:"reason"`
+}
+
+func (s *Service) mlsOptions() mls.Options {
+	return mls.Options{Now: s.cfg.Now, MaxLifetime: s.cfg.MaxKeyPackageLifetime, CipherSuites: s.cfg.CipherSuites}
+}
+
+// currentSignatureKey returns the MLS signature key certified by the
+// session's current, unexpired ID-Cert, or ErrNoIDCert.
+func (s *Service) currentSignatureKey(ctx context.Context, p Principal) ([]byte, error) {
+	c, err := s.store.CurrentIDCert(ctx, p.UserID, p.SessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(ErrNoIDCert, "this session has no ID-Cert; get one at POST /p2core/key/user/@me first")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load ID-Cert: %w", err)
+	}
+	if !c.ValidAt(s.now()) {
+		return nil, Errorf(ErrNoIDCert, "this session's ID-Cert has expired; get a new one at POST /p2core/key/user/@me")
+	}
+	if len(c.SignatureKey) == 0 {
+		return nil, Errorf(ErrNoIDCert, "this session's ID-Cert certifies a key that has no MLS form (RSA)")
+	}
+	return c.SignatureKey, nil
+}
+
+// checkKeyPackage decodes and validates one uploaded KeyPackage for p.
+// what names it in error messages.
+func (s *Service) checkKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, error) {
+	kp, err := mls.Parse(data, s.mlsOptions())
+	if err != nil {
+		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
+	}
+	if !bytes.Equal(kp.SignatureKey, sigKey) {
+		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.signature_key is not the key certified by this session's ID-Cert", what)
+	}
+	ref, err := kp.Ref()
+	if err != nil {
+		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
+	}
+	return KeyPackage{
+		UserID: p.UserID, SessionID: p.SessionID, Ref: ref, CipherSuite: kp.CipherSuite,
+		InitKey: kp.InitKey, Data: kp.Raw, NotAfter: kp.NotAfterTime(), UploadedAt: s.now(),
+	}, nil
+}
+
+// UploadKeyPackages validates and stores 1 to 100 KeyPackages for the
+// caller's session (route 12), all or none. Errors: ErrInvalidKeyPackage
+// (naming the index and the reason), ErrNoIDCert, ErrDuplicateKeyPackage,
+// ErrTooManyKeyPackages.
+func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [][]byte) error {
+	if err := requireUser(p); err != nil {
+		return err
+	}
+	if len(packages) == 0 || len(packages) > MaxKeyPackagesPerUpload {
+		return Errorf(ErrBadRequest, "an upload carries 1 to %d KeyPackages, not %d", MaxKeyPackagesPerUpload, len(packages))
+	}
+	sigKey, err := s.currentSignatureKey(ctx, p)
+	if err != nil {
+		return err
+	}
+	kps := make([]KeyPackage, len(packages))
+	for i, data := range packages {
+		if kps[i], err = s.checkKeyPackage(p, data, sigKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+			return err
+		}
+	}
+	return s.storeErr(s.store.AddKeyPackages(ctx, kps, s.cfg.MaxKeyPackagesPerSession, s.now()))
+}
+
+// SetLastResortKeyPackage validates data and makes it the caller's
+// session's last-resort KeyPackage (route 13), clearing its used flag.
+// Errors as UploadKeyPackages.
+func (s *Service) SetLastResortKeyPackage(ctx context.Context, p Principal, data []byte) error {
+	if err := requireUser(p); err != nil {
+		return err
+	}
+	sigKey, err := s.currentSignatureKey(ctx, p)
+	if err != nil {
+		return err
+	}
+	kp, err := s.checkKeyPackage(p, data, sigKey, "last-resort KeyPackage")
+	if err != nil {
+		return err
+	}
+	return s.storeErr(s.store.SetLastResort(ctx, kp, s.now()))
+}
+
+// storeErr gives the Store's KeyPackage refusals a message for the caller.
+func (s *Service) storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrDuplicateKeyPackage):
+		return Errorf(ErrDuplicateKeyPackage, "a KeyPackage with the same init_key is stored or was handed out and has not expired")
+	case errors.Is(err, ErrTooManyKeyPackages):
+		return Errorf(ErrTooManyKeyPackages, "this session may hold at most %d KeyPackages", s.cfg.MaxKeyPackagesPerSession)
+	default:
+		return fmt.Errorf("store KeyPackages: %w", err)
+	}
+}
+
+// ClaimKeyPackages hands out one KeyPackage per session of user (route 14):
+// the oldest unexpired regular one, removed atomically, else the session's
+// last resort. suite 0 means any cipher suite. Sessions whose supply runs
+// low get LOW_KEY_PACKAGES. Any authenticated principal may claim.
+func (s *Service) ClaimKeyPackages(ctx context.Context, p Principal, user UserID, suite uint16) ([]ClaimedKeyPackage, error) {
+	if err := requireUser(p); err != nil {
+		return nil, err
+	}
+	if user == 0 {
+		return nil, Errorf(ErrInvalidUserID, "user ID must be positive")
+	}
+	claimed, err := s.store.ClaimKeyPackages(ctx, user, suite, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("claim KeyPackages: %w", err)
+	}
+	for _, c := range claimed {
+		if c.LastResort || c.Remaining < s.cfg.LowKeyPackageThreshold {
+			s.publish(ctx, Event{Type: EventLowKeyPackages, UserID: user, Sessions: []SessionID{c.SessionID},
+				Payload: LowKeyPackagesPayload{Available: c.Remaining, LastResortUsed: c.LastResort, Reason: "claimed"}})
+		}
+	}
+	return claimed, nil
+}
+
+// KeyPackageSupply is the answer of route 15.
+type KeyPackageSupply struct {
+	KeyPackageStatus
+	// Low is true when Available is below Config.LowKeyPackageThreshold.
+	Low bool
+}
+
+// KeyPackageStatus returns the caller's session's KeyPackage supply (route
+// 15).
+func (s *Service) KeyPackageStatus(ctx context.Context, p Principal) (KeyPackageSupply, error) {
+	if err := requireUser(p); err != nil {
+		return KeyPackageSupply{}, err
+	}
+	st, err := s.store.KeyPackageStatus(ctx, p.UserID, p.SessionID, s.now())
+	if err != nil {
+		return KeyPackageSupply{}, fmt.Errorf("KeyPackage status: %w", err)
+	}
+	return KeyPackageSupply{KeyPackageStatus: st, Low: st.Available < s.cfg.LowKeyPackageThreshold}, nil
+}
