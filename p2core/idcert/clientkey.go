@@ -1,0 +1,396 @@
+package idcert
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/ed25519"
+	"github.com/ProtonMail/go-crypto/openpgp/ed448"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
+	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+)
+
+// KeyAlgorithm names a family of client primary keys that a [Policy] may
+// allow.
+type KeyAlgorithm string
+
+const (
+	// KeyEd25519Legacy is EdDSA (algorithm 22) on Ed25519, as made by
+	// GnuPG 2.2 and by OpenPGP.js's default "ecc" keys.
+	KeyEd25519Legacy KeyAlgorithm = "ed25519-legacy"
+	// KeyEd25519 is the Ed25519 algorithm (27) of RFC 9580.
+	KeyEd25519 KeyAlgorithm = "ed25519"
+	// KeyEd448 is the Ed448 algorithm (28) of RFC 9580.
+	KeyEd448 KeyAlgorithm = "ed448"
+	// KeyECDSAP256 is ECDSA (algorithm 19) on NIST P-256.
+	KeyECDSAP256 KeyAlgorithm = "ecdsa-p256"
+	// KeyECDSAP384 is ECDSA on NIST P-384.
+	KeyECDSAP384 KeyAlgorithm = "ecdsa-p384"
+	// KeyECDSAP521 is ECDSA on NIST P-521.
+	KeyECDSAP521 KeyAlgorithm = "ecdsa-p521"
+	// KeyRSA is RSA (algorithms 1 and 3) with at least Policy.MinRSABits
+	// bits. MLS has no RSA cipher suite, so such keys cannot back MLS
+	// KeyPackages.
+	KeyRSA KeyAlgorithm = "rsa"
+)
+
+// DefaultKeyAlgorithms is the set a zero [Policy] allows: every
+// [KeyAlgorithm] this package knows.
+func DefaultKeyAlgorithms() []KeyAlgorithm {
+	return []KeyAlgorithm{KeyEd25519Legacy, KeyEd25519, KeyEd448, KeyECDSAP256, KeyECDSAP384, KeyECDSAP521, KeyRSA}
+}
+
+// DefaultMaxArmoredSize is the armored-size cap a zero Policy applies.
+const DefaultMaxArmoredSize = 64 << 10
+
+// DefaultMinRSABits is the RSA modulus size a zero Policy requires.
+const DefaultMinRSABits = 2048
+
+// Policy says which client keys [ParseClientKey] accepts. The zero value is
+// the documented default of every field.
+type Policy struct {
+	// MaxArmoredSize caps the armored input in bytes, checked before any
+	// parsing. 0 means DefaultMaxArmoredSize (64 KiB).
+	MaxArmoredSize int
+	// Algorithms lists the allowed primary-key algorithms. nil or empty
+	// means DefaultKeyAlgorithms().
+	Algorithms []KeyAlgorithm
+	// MinRSABits is the smallest RSA modulus accepted when KeyRSA is
+	// allowed. 0 means DefaultMinRSABits (2048).
+	MinRSABits int
+}
+
+// ClientKey is a client's public key that passed the checks of route 8,
+// together with the User ID that names the client's FID. It is immutable and
+// safe for concurrent use.
+type ClientKey struct {
+	pkts      []rawPacket
+	uidIndex  int // index in pkts of the FID User ID packet
+	entity    *openpgp.Entity
+	uid       string
+	fid       string
+	alg       KeyAlgorithm
+	mlsKey    []byte // nil for RSA
+	expires   time.Time
+	validated time.Time
+}
+
+// ParseClientKey checks an ASCII-armored client public key as route 8
+// requires and returns it with the User ID that names fid. In order:
+//
+//   - the input is at most pol.MaxArmoredSize bytes (checked before parsing);
+//   - it is exactly one armored "PGP PUBLIC KEY BLOCK" (a private key block,
+//     or private key packets inside a public block, are refused as such);
+//   - it holds exactly one key, whose packets all belong in a public key;
+//   - the primary key's algorithm is allowed by pol;
+//   - the key is neither revoked nor expired at now, and has a valid
+//     self-signature at now;
+//   - one of its User IDs is exactly "alice@example.com" or
+//     "Alice <alice@example.com>" with the address equal to fid (compared
+//     case-insensitively), carries a valid self-signature at now made with
+//     a hash stronger than SHA-1, and is not revoked. Other User IDs may
+//     exist and are left alone. If several qualify, the first one in the
+//     key wins.
+//
+// Keys made by GnuPG and by OpenPGP.js (critical creation-time and
+// key-flags subpackets, salt notations, SHA-512, cv25519 subkeys) pass as
+// they are. Every error matches [ErrInvalidPublicKey] and says what is
+// wrong.
+func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *ClientKey, err error) {
+	maxSize := pol.MaxArmoredSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxArmoredSize
+	}
+	if len(armored) > maxSize {
+		return nil, fail(ErrInvalidPublicKey, "the key is %d bytes long, more than the %d allowed", len(armored), maxSize)
+	}
+	if !validFID(fid) {
+		return nil, fail(ErrInvalidPublicKey, "%q is not a federation ID of the form name@domain", fid)
+	}
+	defer recoverInto(&err, ErrInvalidPublicKey)
+
+	body, err := dearmorPublicKey(armored)
+	if err != nil {
+		return nil, err
+	}
+	pkts, err := splitPackets(body)
+	if err != nil {
+		return nil, fail(ErrInvalidPublicKey, "%v", err)
+	}
+	if err := checkKeyPacketTags(pkts); err != nil {
+		return nil, fail(ErrInvalidPublicKey, "%v", err)
+	}
+	e, err := readSingleEntity(body)
+	if err != nil {
+		return nil, fail(ErrInvalidPublicKey, "%v", err)
+	}
+	alg, mlsKey, err := classifyClientKey(e.PrimaryKey, pol)
+	if err != nil {
+		return nil, err
+	}
+
+	cfg := clientKeyConfig()
+	if e.Revoked(now) {
+		return nil, fail(ErrInvalidPublicKey, "the key is revoked")
+	}
+	if _, err := e.VerifyPrimaryKey(now, cfg); err != nil {
+		switch {
+		case errors.Is(err, pgperrors.ErrKeyExpired):
+			return nil, fail(ErrInvalidPublicKey, "the key has expired")
+		default:
+			return nil, fail(ErrInvalidPublicKey, "the key has no valid self-signature at %s: %v", now.UTC().Format(time.RFC3339), err)
+		}
+	}
+
+	k = &ClientKey{pkts: pkts, entity: e, alg: alg, mlsKey: mlsKey, validated: now.UTC(), uidIndex: -1}
+	var reasons []string
+	for i, p := range pkts {
+		if p.tag != tagUserID {
+			continue
+		}
+		uid := string(p.body)
+		email, ok := userIDEmail(uid)
+		if !ok || !strings.EqualFold(email, fid) {
+			if strings.Contains(strings.ToLower(uid), strings.ToLower(fid)) {
+				reasons = append(reasons, fmt.Sprintf("User ID %q does not have the form %q or %q", truncateForMessage(p.body), fid, "Name <"+fid+">"))
+			}
+			continue
+		}
+		id := e.Identities[uid]
+		if id == nil {
+			reasons = append(reasons, fmt.Sprintf("User ID %q has no self-signature", uid))
+			continue
+		}
+		selfSig, err := id.Verify(now, cfg)
+		if err != nil {
+			reasons = append(reasons, fmt.Sprintf("User ID %q has no valid self-signature at %s (%v)", uid, now.UTC().Format(time.RFC3339), err))
+			continue
+		}
+		if e.PrimaryKey.KeyExpired(selfSig, now) {
+			reasons = append(reasons, fmt.Sprintf("the key has expired according to the self-signature of User ID %q", uid))
+			continue
+		}
+		k.uid, k.fid, k.uidIndex = uid, strings.ToLower(email), i
+		if s := selfSig.KeyLifetimeSecs; s != nil && *s != 0 {
+			k.expires = e.PrimaryKey.CreationTime.Add(time.Duration(*s) * time.Second).UTC()
+		}
+		break
+	}
+	if k.uidIndex < 0 {
+		if len(reasons) == 0 {
+			return nil, fail(ErrInvalidPublicKey, "no User ID names %s; it must read exactly %q or %q", fid, fid, "Name <"+fid+">")
+		}
+		return nil, fail(ErrInvalidPublicKey, "no valid User ID names %s: %s", fid, strings.Join(reasons, "; "))
+	}
+	// The primary self-signature (and, for v6 keys, the direct-key
+	// signature) may carry their own expiration; VerifyPrimaryKey checked
+	// them. Record the earliest for clamping certificate lifetimes.
+	if ps, err := e.PrimarySelfSignature(now, cfg); err == nil && ps.KeyLifetimeSecs != nil && *ps.KeyLifetimeSecs != 0 {
+		exp := e.PrimaryKey.CreationTime.Add(time.Duration(*ps.KeyLifetimeSecs) * time.Second).UTC()
+		if k.expires.IsZero() || exp.Before(k.expires) {
+			k.expires = exp
+		}
+	}
+	return k, nil
+}
+
+// clientKeyConfig is the go-crypto policy for client self-signatures: on top
+// of go-crypto's defaults, SHA-1 is refused, since SHA-1 collisions make
+// such signatures forgeable.
+func clientKeyConfig() *packet.Config {
+	return &packet.Config{
+		RejectHashAlgorithms: map[crypto.Hash]bool{crypto.MD5: true, crypto.SHA1: true, crypto.RIPEMD160: true},
+	}
+}
+
+// dearmorPublicKey decodes exactly one armored public key block.
+func dearmorPublicKey(armored []byte) ([]byte, error) {
+	if n := bytes.Count(armored, []byte("-----BEGIN ")); n != 1 {
+		if n == 0 {
+			if len(armored) > 0 && armored[0]&0x80 != 0 {
+				return nil, fail(ErrInvalidPublicKey, "the key is binary; send it ASCII-armored (gpg --armor --export)")
+			}
+			return nil, fail(ErrInvalidPublicKey, "no ASCII-armored OpenPGP block found")
+		}
+		return nil, fail(ErrInvalidPublicKey, "found %d armored blocks; send exactly one public key block", n)
+	}
+	block, err := armor.Decode(bytes.NewReader(armored))
+	if err != nil {
+		return nil, fail(ErrInvalidPublicKey, "bad ASCII armor: %v", err)
+	}
+	switch block.Type {
+	case openpgp.PublicKeyType:
+	case openpgp.PrivateKeyType:
+		return nil, fail(ErrInvalidPublicKey, "this is a private key block; never send your private key, send the public key (gpg --armor --export)")
+	default:
+		return nil, fail(ErrInvalidPublicKey, "the armored block is %q, not %q", truncateForMessage([]byte(block.Type)), openpgp.PublicKeyType)
+	}
+	body, err := io.ReadAll(block.Body)
+	if err != nil {
+		return nil, fail(ErrInvalidPublicKey, "bad ASCII armor: %v", err)
+	}
+	if len(body) == 0 {
+		return nil, fail(ErrInvalidPublicKey, "the armored block is empty")
+	}
+	return body, nil
+}
+
+// readSingleEntity parses body, already screened by checkKeyPacketTags, as
+// exactly one entity and makes sure the parser consumed it all.
+func readSingleEntity(body []byte) (*openpgp.Entity, error) {
+	r := packet.NewReader(bytes.NewReader(body))
+	e, err := openpgp.ReadEntity(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Next(); err != io.EOF {
+		if err == nil {
+			return nil, errors.New("unexpected packets after the key")
+		}
+		return nil, err
+	}
+	return e, nil
+}
+
+// classifyClientKey maps the primary key to a KeyAlgorithm, applies pol and
+// extracts the MLS signature_key encoding.
+func classifyClientKey(pub *packet.PublicKey, pol Policy) (KeyAlgorithm, []byte, error) {
+	alg, mls, err := keyAlgorithm(pub)
+	if err != nil {
+		return "", nil, fail(ErrInvalidPublicKey, "%v", err)
+	}
+	if alg == KeyRSA {
+		minBits := pol.MinRSABits
+		if minBits <= 0 {
+			minBits = DefaultMinRSABits
+		}
+		bits, err := pub.BitLength()
+		if err != nil || int(bits) < minBits {
+			return "", nil, fail(ErrInvalidPublicKey, "RSA keys need at least %d bits, this one has %d", minBits, bits)
+		}
+	}
+	allowed := pol.Algorithms
+	if len(allowed) == 0 {
+		allowed = DefaultKeyAlgorithms()
+	}
+	for _, a := range allowed {
+		if a == alg {
+			return alg, mls, nil
+		}
+	}
+	return "", nil, fail(ErrInvalidPublicKey, "primary key algorithm %s is not allowed here (allowed: %s)", alg, joinAlgs(allowed))
+}
+
+// keyAlgorithm maps a primary key to its KeyAlgorithm and MLS
+// signature_key encoding (nil for RSA).
+func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
+	var alg KeyAlgorithm
+	var mls []byte
+	switch pub.PubKeyAlgo {
+	case packet.PubKeyAlgoEdDSA:
+		c, err := pub.Curve()
+		if err != nil || c != packet.Curve25519 {
+			return "", nil, errors.New("EdDSA (algorithm 22) keys are accepted on Ed25519 only")
+		}
+		alg = KeyEd25519Legacy
+		mls = rawPoint(pub.PublicKey, 32)
+	case packet.PubKeyAlgoEd25519:
+		alg = KeyEd25519
+		mls = rawPoint(pub.PublicKey, 32)
+	case packet.PubKeyAlgoEd448:
+		alg = KeyEd448
+		mls = rawPoint(pub.PublicKey, 57)
+	case packet.PubKeyAlgoECDSA:
+		c, err := pub.Curve()
+		if err != nil {
+			return "", nil, errors.New("ECDSA key on an unknown curve")
+		}
+		switch c {
+		case packet.CurveNistP256:
+			alg = KeyECDSAP256
+		case packet.CurveNistP384:
+			alg = KeyECDSAP384
+		case packet.CurveNistP521:
+			alg = KeyECDSAP521
+		default:
+			return "", nil, fmt.Errorf("ECDSA keys are accepted on NIST P-256, P-384 and P-521 only, not %s", c)
+		}
+		if m, ok := pub.PublicKey.(interface{ MarshalPoint() []byte }); ok {
+			mls = m.MarshalPoint()
+		}
+		if len(mls) == 0 || mls[0] != 0x04 {
+			return "", nil, errors.New("malformed ECDSA public point")
+		}
+	case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly:
+		return KeyRSA, nil, nil
+	default:
+		return "", nil, fmt.Errorf("primary key algorithm %d is not supported", pub.PubKeyAlgo)
+	}
+	if mls == nil {
+		return "", nil, fmt.Errorf("malformed %s public key", alg)
+	}
+	return alg, mls, nil
+}
+
+func joinAlgs(algs []KeyAlgorithm) string {
+	s := make([]string, len(algs))
+	for i, a := range algs {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+// rawPoint returns a copy of the raw public point of an EdDSA-family key if
+// it has exactly size bytes.
+func rawPoint(key any, size int) []byte {
+	var b []byte
+	switch k := key.(type) {
+	case *eddsa.PublicKey:
+		b = k.X
+	case *ed25519.PublicKey:
+		b = k.Point
+	case *ed448.PublicKey:
+		b = k.Point
+	}
+	if len(b) != size {
+		return nil
+	}
+	return bytes.Clone(b)
+}
+
+// Fingerprint returns a copy of the primary key's fingerprint (20 bytes for
+// v4 keys, 32 for v6 keys).
+func (k *ClientKey) Fingerprint() []byte { return bytes.Clone(k.entity.PrimaryKey.Fingerprint) }
+
+// UserID returns the User ID that names the FID, exactly as in the key.
+func (k *ClientKey) UserID() string { return k.uid }
+
+// FID returns the federation ID the key was checked against, lower-cased.
+func (k *ClientKey) FID() string { return k.fid }
+
+// Algorithm returns the primary key's algorithm family.
+func (k *ClientKey) Algorithm() KeyAlgorithm { return k.alg }
+
+// Expires returns when the key expires according to its self-signatures, in
+// UTC; zero means never. ID-Certs over the key never outlive it.
+func (k *ClientKey) Expires() time.Time { return k.expires }
+
+// MLSSignatureKey returns the primary public key in the form MLS uses for
+// LeafNode.signature_key (RFC 9420): the raw 32 bytes for Ed25519, the raw
+// 57 bytes for Ed448, the uncompressed SEC1 point 0x04||X||Y for ECDSA. RSA
+// keys yield an error, since MLS has no RSA cipher suite. The result is a
+// fresh copy.
+func (k *ClientKey) MLSSignatureKey() ([]byte, error) {
+	if k.mlsKey == nil {
+		return nil, fmt.Errorf("idcert: %s keys have no MLS signature key form: MLS has no RSA cipher suite", k.alg)
+	}
+	return bytes.Clone(k.mlsKey), nil
+}
