@@ -34,3 +34,13 @@ func ReadVarint(b []byte) (n, size int, err error) {
 
 // AppendLength exposes appendLength.
 var AppendLength = appendLength
+
+// DecodeBare decodes b as a bare KeyPackage only, without the MLSMessage
+// detection of Decode.
+func DecodeBare(b []byte) (*KeyPackage, error) {
+	kp := new(KeyPackage)
+	if err := decodeBare(kp, b, 0); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}

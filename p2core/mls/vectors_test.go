@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,6 +80,16 @@ func messageKeyPackages(t testing.TB) []vectorKeyPackage {
 		)
 	}
 	return out
+}
+
+// testNow is the clock of tests that build KeyPackages with mlstest.
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// seeded returns a deterministic random stream.
+func seeded(seed byte) *mrand.ChaCha8 {
+	var s [32]byte
+	s[0] = seed
+	return mrand.NewChaCha8(s)
 }
 
 func itoa(i int) string { return string(appendInt(nil, i)) }

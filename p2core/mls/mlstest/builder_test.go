@@ -3,9 +3,9 @@ package mlstest_test
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	mrand "math/rand/v2"
 	"strings"
