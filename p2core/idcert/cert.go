@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -179,20 +180,6 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 		return nil, fail(ErrInvalidServerKey, "serialising the signature: %v", err)
 	}
 
-	insertAfter := client.uidIndex
-	for insertAfter+1 < len(client.pkts) && client.pkts[insertAfter+1].tag == tagSignature {
-		insertAfter++
-	}
-	var out bytes.Buffer
-	out.Grow(packetsLen(client.pkts) + sigBytes.Len())
-	for i, pk := range client.pkts {
-		if pk.tag != tagSignature || !issuedBy(pk, server) {
-			out.Write(pk.full)
-		}
-		if i == insertAfter {
-			out.Write(sigBytes.Bytes())
-		}
-	}
 	return &Cert{
 		FID:               client.fid,
 		UserID:            client.uid,
@@ -204,8 +191,29 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 		ClientFingerprint: client.Fingerprint(),
 		ClientAlgorithm:   client.alg,
 		MLSSignatureKey:   bytes.Clone(client.mlsKey),
-		Raw:               out.Bytes(),
+		Raw:               attachCertification(client, server, sigBytes.Bytes()),
 	}, nil
+}
+
+// attachCertification returns the client's packets with sig inserted after
+// the packets of the FID User ID, leaving out signatures that server made
+// earlier.
+func attachCertification(client *ClientKey, server *ServerKey, sig []byte) []byte {
+	insertAfter := client.uidIndex
+	for insertAfter+1 < len(client.pkts) && client.pkts[insertAfter+1].tag == tagSignature {
+		insertAfter++
+	}
+	var out bytes.Buffer
+	out.Grow(packetsLen(client.pkts) + len(sig))
+	for i, pk := range client.pkts {
+		if pk.tag != tagSignature || !issuedBy(pk, server) {
+			out.Write(pk.full)
+		}
+		if i == insertAfter {
+			out.Write(sig)
+		}
+	}
+	return out.Bytes()
 }
 
 // issuedBy reports whether the signature packet pk names server as its
@@ -276,6 +284,9 @@ func Verify(cert []byte, server *ServerKey, now time.Time) (c *Cert, err error) 
 	sig := cand.sig
 	if sig.SigType != packet.SigTypeGenericCert {
 		return nil, fail(ErrInvalidCert, "the certification has type 0x%02x, not 0x10", uint8(sig.SigType))
+	}
+	if !canonicalMPIs(sig) {
+		return nil, fail(ErrInvalidCert, "the certification's signature values are not minimally encoded")
 	}
 	if !strongHash(sig.Hash) {
 		return nil, fail(ErrInvalidCert, "the certification uses the weak hash %v", sig.Hash)
@@ -463,4 +474,31 @@ func strongHash(h crypto.Hash) bool {
 		return true
 	}
 	return false
+}
+
+// canonicalMPIs reports whether every MPI of sig is minimally encoded. The
+// bit count of a signature MPI is not covered by the signature, so without
+// this check one certification would have several valid encodings.
+func canonicalMPIs(sig *packet.Signature) bool {
+	for _, f := range []any{sig.RSASignature, sig.EdDSASigR, sig.EdDSASigS, sig.ECDSASigR, sig.ECDSASigS, sig.DSASigR, sig.DSASigS} {
+		m, ok := f.(interface {
+			Bytes() []byte
+			BitLength() uint16
+		})
+		if !ok {
+			continue
+		}
+		b := m.Bytes()
+		want := 0
+		if len(b) > 0 {
+			if b[0] == 0 {
+				return false
+			}
+			want = 8*(len(b)-1) + bits.Len8(b[0])
+		}
+		if int(m.BitLength()) != want {
+			return false
+		}
+	}
+	return true
 }

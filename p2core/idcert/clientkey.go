@@ -138,6 +138,9 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	}
 
 	cfg := clientKeyConfig()
+	if created := e.PrimaryKey.CreationTime; created.Unix() > now.Unix() {
+		return nil, fail(ErrInvalidPublicKey, "the key claims to be created at %s, in the future (check the clock)", created.UTC().Format(time.RFC3339))
+	}
 	if e.Revoked(now) {
 		return nil, fail(ErrInvalidPublicKey, "the key is revoked")
 	}

@@ -1,0 +1,229 @@
+package idcert
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdh"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+)
+
+func TestParseClientKeyAcceptsOpenPGPJSKeysAsTheyAre(t *testing.T) {
+	for variant, want := range map[string]struct {
+		alg    KeyAlgorithm
+		mlsLen int
+		fpLen  int
+	}{
+		"legacy": {KeyEd25519Legacy, 32, 20},
+		"v6":     {KeyEd25519, 32, 32},
+		"p256":   {KeyECDSAP256, 65, 20},
+	} {
+		t.Run(variant, func(t *testing.T) {
+			k, err := ParseClientKey(openpgpjsKey(t, variant), "alice@example.com", time.Now(), Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mls, err := k.MLSSignatureKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Algorithm() != want.alg || len(mls) != want.mlsLen || len(k.Fingerprint()) != want.fpLen ||
+				k.UserID() != "Alice <alice@example.com>" || k.FID() != "alice@example.com" {
+				t.Fatalf("got %s, MLS key %d bytes, fingerprint %d bytes, User ID %q", k.Algorithm(), len(mls), len(k.Fingerprint()), k.UserID())
+			}
+		})
+	}
+}
+
+func TestParseClientKeyAcceptsGnuPGKeys(t *testing.T) {
+	for uid, fid := range map[string]string{
+		"alice@x":                   "alice@x",
+		"Alice <alice@example.com>": "Alice@Example.COM",
+	} {
+		armored := gpgClientKey(t, uid)
+		k, err := ParseClientKey(armored, fid, time.Now(), Policy{})
+		if err != nil {
+			t.Fatalf("%s: %v", uid, err)
+		}
+		if k.UserID() != uid || k.Algorithm() != KeyEd25519Legacy || k.Expires().IsZero() {
+			t.Fatalf("%s: User ID %q algorithm %s expires %v", uid, k.UserID(), k.Algorithm(), k.Expires())
+		}
+	}
+}
+
+// TestMLSSignatureKeyMatchesThePrimaryKey checks the MLS encodings against
+// independent decoders: the Ed25519 point must be the key's raw point, the
+// ECDSA point must parse as an uncompressed point on the right curve.
+func TestMLSSignatureKeyMatchesThePrimaryKey(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		spec   keySpec
+		alg    KeyAlgorithm
+		mlsLen int
+		check  func([]byte) error
+	}{
+		{keySpec{alg: packet.PubKeyAlgoEdDSA, curve: packet.Curve25519}, KeyEd25519Legacy, 32, nil},
+		{keySpec{alg: packet.PubKeyAlgoEd25519, v6: true}, KeyEd25519, 32, nil},
+		{keySpec{alg: packet.PubKeyAlgoEd448, v6: true}, KeyEd448, 57, nil},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP256}, KeyECDSAP256, 65, func(b []byte) error { _, err := ecdh.P256().NewPublicKey(b); return err }},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP384}, KeyECDSAP384, 97, func(b []byte) error { _, err := ecdh.P384().NewPublicKey(b); return err }},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP521}, KeyECDSAP521, 133, func(b []byte) error { _, err := ecdh.P521().NewPublicKey(b); return err }},
+	}
+	for _, c := range cases {
+		t.Run(string(c.alg), func(t *testing.T) {
+			c.spec.name, c.spec.email = "Alice", "alice@example.com"
+			e := newEntity(t, c.spec)
+			k, err := ParseClientKey(armoredPublic(t, e), "alice@example.com", now, Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mls, err := k.MLSSignatureKey()
+			if err != nil || k.Algorithm() != c.alg || len(mls) != c.mlsLen {
+				t.Fatalf("%s: %d bytes, %v", k.Algorithm(), len(mls), err)
+			}
+			if c.check != nil {
+				if err := c.check(mls); err != nil {
+					t.Fatalf("not a valid SEC1 point: %v", err)
+				}
+			}
+			// The raw point must appear in the public key packet.
+			if !bytes.Contains(publicBytes(t, e), mls) {
+				t.Fatal("MLS key is not the primary key's point")
+			}
+			mls[0] ^= 1
+			if again, _ := k.MLSSignatureKey(); bytes.Equal(again, mls) {
+				t.Fatal("MLSSignatureKey returned shared memory")
+			}
+		})
+	}
+}
+
+func TestMLSSignatureKeyRefusesRSA(t *testing.T) {
+	e := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", alg: packet.PubKeyAlgoRSA, rsaBits: 2048})
+	k, err := ParseClientKey(armoredPublic(t, e), "alice@example.com", time.Now(), Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.MLSSignatureKey(); err == nil || !strings.Contains(err.Error(), "RSA") {
+		t.Fatalf("got %v, want an error about RSA", err)
+	}
+}
+
+func TestParseClientKeyPicksTheFIDUserIDAmongOthers(t *testing.T) {
+	e := newEntity(t, keySpec{name: "Bob", email: "bob@example.com"})
+	addUserID(t, e, "Mallory <alice@example.com.evil>", time.Now().Add(-time.Minute))
+	addUserID(t, e, "alice@example.com", time.Now().Add(-time.Minute))
+	k, err := ParseClientKey(armoredPublic(t, e), "alice@example.com", time.Now(), Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.UserID() != "alice@example.com" {
+		t.Fatalf("picked %q", k.UserID())
+	}
+}
+
+func TestParseClientKeyRefusals(t *testing.T) {
+	now := time.Now()
+	alice := newEntity(t, aliceSpec())
+	bob := newEntity(t, keySpec{name: "Bob", email: "bob@example.com"})
+	twoKeys := armorOf(t, openpgp.PublicKeyType, append(publicBytes(t, alice), publicBytes(t, bob)...))
+
+	expired := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: now.Add(-2 * time.Hour), lifetime: 3600})
+	revoked := newEntity(t, aliceSpec())
+	if err := revoked.Revoke(packet.KeyCompromised, "lost", nil); err != nil {
+		t.Fatal(err)
+	}
+	future := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: now.Add(time.Hour)})
+	rsa1024 := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", alg: packet.PubKeyAlgoRSA, rsaBits: 1024})
+	mallory := newEntity(t, keySpec{name: "Mallory", email: "alice@example.com.evil"})
+	bare := newEntity(t, keySpec{email: "alice@example.com"}) // "<alice@example.com>"
+	badSelfSig := publicBytes(t, alice)
+	badSelfSig[len(badSelfSig)/3] ^= 0x40 // inside the User ID self-signature
+	shaOne := newEntity(t, keySpec{name: "x", email: "x@example.com"})
+	addUserIDWithHash(t, shaOne, "alice@example.com", now.Add(-time.Minute))
+
+	cases := []struct {
+		name    string
+		armored []byte
+		fid     string
+		pol     Policy
+		message string
+	}{
+		{"private key block", armorOf(t, openpgp.PrivateKeyType, privateBytes(t, alice)), "", Policy{}, "private key block"},
+		{"private packets in a public block", armorOf(t, openpgp.PublicKeyType, privateBytes(t, alice)), "", Policy{}, "private key material"},
+		{"two keys in one block", twoKeys, "", Policy{}, "more than one key"},
+		{"two blocks", append(armoredPublic(t, alice), armoredPublic(t, bob)...), "", Policy{}, "2 armored blocks"},
+		{"garbage", []byte("this is not a key"), "", Policy{}, "no ASCII-armored"},
+		{"binary key", publicBytes(t, alice), "", Policy{}, "binary"},
+		{"armored garbage", []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n"), "", Policy{}, "not an OpenPGP packet header"},
+		{"signature block", []byte("-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n"), "", Policy{}, "not \"PGP PUBLIC KEY BLOCK\""},
+		{"oversized", append(armoredPublic(t, alice), bytes.Repeat([]byte{' '}, 70<<10)...), "", Policy{}, "allowed"},
+		{"custom size cap", armoredPublic(t, alice), "", Policy{MaxArmoredSize: 100}, "more than the 100 allowed"},
+		{"no User ID for the FID", armoredPublic(t, bob), "", Policy{}, "no User ID names alice@example.com"},
+		{"look-alike domain", armoredPublic(t, mallory), "", Policy{}, "does not have the form"},
+		{"address without name", armoredPublic(t, bare), "", Policy{}, "does not have the form"},
+		{"expired key", armoredPublic(t, expired), "", Policy{}, "expired"},
+		{"revoked key", armoredPublic(t, revoked), "", Policy{}, "revoked"},
+		{"key from the future", armoredPublic(t, future), "", Policy{}, "in the future"},
+		{"broken self-signature", armorOf(t, openpgp.PublicKeyType, badSelfSig), "", Policy{}, "self-signature"},
+		{"SHA-1 self-signature", armoredPublic(t, shaOne), "", Policy{}, "no valid self-signature"},
+		{"RSA-1024", armoredPublic(t, rsa1024), "", Policy{}, "at least 2048 bits"},
+		{"policy without EdDSA", armoredPublic(t, alice), "", Policy{Algorithms: []KeyAlgorithm{KeyECDSAP256, KeyEd25519}}, "not allowed"},
+		{"policy with higher RSA floor", armoredPublic(t, newEntity(t, keySpec{name: "Alice", email: "alice@example.com", alg: packet.PubKeyAlgoRSA, rsaBits: 2048})), "", Policy{MinRSABits: 3072}, "at least 3072 bits"},
+		{"invalid FID argument", armoredPublic(t, alice), "alice", Policy{}, "not a federation ID"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fid := c.fid
+			if fid == "" {
+				fid = "alice@example.com"
+			}
+			k, err := ParseClientKey(c.armored, fid, now, c.pol)
+			if !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), c.message) {
+				t.Fatalf("got %v (key %v), want ErrInvalidPublicKey mentioning %q", err, k != nil, c.message)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// addUserIDWithHash adds uid with a SHA-1 self-signature.
+func addUserIDWithHash(t *testing.T, e *openpgp.Entity, uid string, created time.Time) {
+	t.Helper()
+	addUserID(t, e, uid, created)
+	resign := &packet.Signature{
+		Version: 4, SigType: packet.SigTypePositiveCert, PubKeyAlgo: e.PrimaryKey.PubKeyAlgo,
+		Hash: crypto.SHA1, CreationTime: created, IssuerKeyId: &e.PrimaryKey.KeyId,
+		FlagsValid: true, FlagSign: true, FlagCertify: true,
+	}
+	if err := resign.SignUserId(uid, e.PrimaryKey, e.PrivateKey, &packet.Config{NonDeterministicSignaturesViaNotation: packet.BoolPointer(false)}); err != nil {
+		t.Fatal(err)
+	}
+	e.Identities[uid].SelfCertifications[0] = packet.NewVerifiableSig(resign)
+}
+
+// TestParseClientKeyChecksSizeBeforeParsing shows the size cap costs no
+// parsing: an oversized input is refused without a single allocation beyond
+// the error itself, however large it is.
+func TestParseClientKeyChecksSizeBeforeParsing(t *testing.T) {
+	huge := bytes.Repeat([]byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"), 1<<16) // 2.4 MB
+	now := time.Now()
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := ParseClientKey(huge, "alice@example.com", now, Policy{}); !errors.Is(err, ErrInvalidPublicKey) {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 6 {
+		t.Fatalf("%v allocations for an oversized key: it was parsed", allocs)
+	}
+	start := time.Now()
+	_, err := ParseClientKey(huge, "alice@example.com", now, Policy{})
+	if d := time.Since(start); d > 10*time.Millisecond || !strings.Contains(err.Error(), "allowed") {
+		t.Fatalf("took %v: %v", d, err)
+	}
+}
