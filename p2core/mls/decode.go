@@ -44,15 +44,23 @@ func Decode(b []byte) (*KeyPackage, error) {
 		}
 		return kp, nil
 	}
-	var wrapped, bare KeyPackage
-	errW := decodeBare(&wrapped, buf[4:], 4)
-	errB := decodeBare(&bare, buf, 0)
-	switch {
-	case errW == nil && (errB != nil || wrapped.Version == VersionMLS10):
+	// Both readings are possible. By the rule above the wrapped reading
+	// wins whenever it decodes with an mls10 KeyPackage, so it is tried
+	// first and the bare reading only when needed.
+	wrapped := new(KeyPackage)
+	errW := decodeBare(wrapped, buf[4:], 4)
+	if errW == nil && wrapped.Version == VersionMLS10 {
 		wrapped.Wrapped = true
-		return &wrapped, nil
+		return wrapped, nil
+	}
+	bare := new(KeyPackage)
+	errB := decodeBare(bare, buf, 0)
+	switch {
 	case errB == nil:
-		return &bare, nil
+		return bare, nil
+	case errW == nil:
+		wrapped.Wrapped = true
+		return wrapped, nil
 	}
 	return nil, &Error{Offset: -1, Reason: "neither an MLSMessage-wrapped KeyPackage (" +
 		errW.detail() + ") nor a bare KeyPackage of cipher suite 5 (" + errB.detail() + ")"}
