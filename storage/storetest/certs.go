@@ -117,14 +117,14 @@ func testIDCertsAtInstants(t *testing.T, s p2core.Store) {
 		ok(t, s.PutIDCert(ctx, c), "PutIDCert")
 	}
 	old := superseded(c1, c3.IssuedAt)
-	wantCerts(t, s, 7, T.Add(-time.Microsecond))                   // before any issue
-	wantCerts(t, s, 7, T, old)                                      // at issue
-	wantCerts(t, s, 7, T.Add(time.Hour), old, c2)                   // both, by IssuedAt
+	wantCerts(t, s, 7, T.Add(-time.Microsecond))                     // before any issue
+	wantCerts(t, s, 7, T, old)                                       // at issue
+	wantCerts(t, s, 7, T.Add(time.Hour), old, c2)                    // both, by IssuedAt
 	wantCerts(t, s, 7, T.Add(2*time.Hour-time.Microsecond), old, c2) // just before c2's expiry
-	wantCerts(t, s, 7, T.Add(2*time.Hour), old)                     // at c2's expiry
-	wantCerts(t, s, 7, T.Add(5*day-time.Microsecond), old)          // just before supersede
-	wantCerts(t, s, 7, T.Add(5*day), c3)                            // at supersede
-	wantCerts(t, s, 7, T.Add(15*day))                               // at c3's expiry
+	wantCerts(t, s, 7, T.Add(2*time.Hour), old)                      // at c2's expiry
+	wantCerts(t, s, 7, T.Add(5*day-time.Microsecond), old)           // just before supersede
+	wantCerts(t, s, 7, T.Add(5*day), c3)                             // at supersede
+	wantCerts(t, s, 7, T.Add(15*day))                                // at c3's expiry
 	wantCerts(t, s, 8, T.Add(time.Hour), stranger)
 }
 
