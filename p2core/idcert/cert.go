@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
+	"hash"
 	"math"
 	"math/bits"
 	"strings"
@@ -172,7 +173,14 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 		Time:                                  func() time.Time { return now },
 		NonDeterministicSignaturesViaNotation: packet.BoolPointer(false),
 	}
-	if err := sig.SignUserId(client.uid, client.entity.PrimaryKey, server.priv, cfg); err != nil {
+	h, err := sig.PrepareSign(cfg) // hashes the salt of a v6 signature
+	if err != nil {
+		return nil, fail(ErrInvalidServerKey, "signing: %v", err)
+	}
+	if err := writeCertifiedData(h, sig.Version, client.pkts[0].body, client.uid); err != nil {
+		return nil, fail(ErrInvalidParams, "%v", err)
+	}
+	if err := sig.Sign(h, server.priv, cfg); err != nil {
 		return nil, fail(ErrInvalidServerKey, "signing: %v", err)
 	}
 	var sigBytes bytes.Buffer
@@ -291,13 +299,10 @@ func Verify(cert []byte, server *ServerKey, now time.Time) (c *Cert, err error) 
 	if !strongHash(sig.Hash) {
 		return nil, fail(ErrInvalidCert, "the certification uses the weak hash %v", sig.Hash)
 	}
-	// The two hash-tag bytes are outside the signed data; go-crypto skips
-	// them for v4 signatures, GnuPG does not. Checking them here means no
-	// byte of the certification can change without Verify noticing.
-	if err := e.PrimaryKey.VerifyUserIdHashTag(cand.uid, sig); err != nil {
-		return nil, fail(ErrInvalidCert, "bad signature by server key %X over User ID %q: %v", server.pub.Fingerprint, truncateForMessage([]byte(cand.uid)), err)
+	if sig.Version != server.pub.Version {
+		return nil, fail(ErrInvalidCert, "a v%d signature cannot come from a v%d key", sig.Version, server.pub.Version)
 	}
-	if err := server.pub.VerifyUserIdSignature(cand.uid, e.PrimaryKey, sig); err != nil {
+	if err := verifyCertification(server.pub, sig, pkts[0].body, cand.uid); err != nil {
 		return nil, fail(ErrInvalidCert, "bad signature by server key %X over User ID %q: %v", server.pub.Fingerprint, truncateForMessage([]byte(cand.uid)), err)
 	}
 	c, err = certFrom(cand, e, cert)
@@ -386,6 +391,9 @@ func readCert(cert []byte) ([]rawPacket, *openpgp.Entity, error) {
 	e, err := readSingleEntity(cert)
 	if err != nil {
 		return nil, nil, fail(ErrInvalidCert, "%v", err)
+	}
+	if !canonicalKeyPacket(e.PrimaryKey, pkts[0].body) {
+		return nil, nil, fail(ErrInvalidCert, "the primary key packet is not canonically encoded")
 	}
 	return pkts, e, nil
 }
@@ -501,4 +509,59 @@ func canonicalMPIs(sig *packet.Signature) bool {
 		}
 	}
 	return true
+}
+
+// writeCertifiedData hashes what a certification signs (RFC 9580, section
+// 5.2.4): the certified key, introduced by a prefix that depends on the
+// signature's version (0x99 and a two-octet length for v4, 0x9B and a
+// four-octet length for v6), then 0xB4, a four-octet length and the User
+// ID. keyBody is the key packet body exactly as the key carries it.
+//
+// go-crypto picks the prefix by the version of the certified key instead,
+// which only agrees when both versions are equal; OpenPGP.js follows the
+// RFC, so a v4 server key certifying a v6 client key (or the reverse) must
+// be hashed here.
+func writeCertifiedData(h hash.Hash, sigVersion int, keyBody []byte, uid string) error {
+	n := len(keyBody)
+	switch sigVersion {
+	case 4:
+		if n > 0xffff {
+			return fmt.Errorf("the key packet is too large (%d bytes) for a v4 signature", n)
+		}
+		h.Write([]byte{0x99, byte(n >> 8), byte(n)})
+	case 6:
+		h.Write([]byte{0x9b, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	default:
+		return fmt.Errorf("unsupported signature version %d", sigVersion)
+	}
+	h.Write(keyBody)
+	u := len(uid)
+	h.Write([]byte{0xb4, byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
+	h.Write([]byte(uid))
+	return nil
+}
+
+// verifyCertification checks sig by signer over (keyBody, uid), including
+// the two hash-tag bytes: they are outside the signed data and go-crypto
+// skips them for v4 signatures, GnuPG does not. Checking them means no byte
+// of the certification can change without Verify noticing.
+func verifyCertification(signer *packet.PublicKey, sig *packet.Signature, keyBody []byte, uid string) error {
+	tag, err := sig.PrepareVerify()
+	if err != nil {
+		return err
+	}
+	if err := writeCertifiedData(tag, sig.Version, keyBody, uid); err != nil {
+		return err
+	}
+	if err := packet.VerifyHashTag(tag, sig); err != nil {
+		return err
+	}
+	h, err := sig.PrepareVerify()
+	if err != nil {
+		return err
+	}
+	if err := writeCertifiedData(h, sig.Version, keyBody, uid); err != nil {
+		return err
+	}
+	return signer.VerifySignature(h, sig)
 }

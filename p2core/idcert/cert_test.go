@@ -425,7 +425,14 @@ func craftCert(t *testing.T, server *ServerKey, now time.Time, mutate func(*pack
 	}
 	mutate(sig)
 	cfg := &packet.Config{NonDeterministicSignaturesViaNotation: packet.BoolPointer(false)}
-	if err := sig.SignUserId(client.uid, client.entity.PrimaryKey, server.priv, cfg); err != nil {
+	h, err := sig.PrepareSign(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCertifiedData(h, sig.Version, client.pkts[0].body, client.uid); err != nil {
+		t.Fatal(err)
+	}
+	if err := sig.Sign(h, server.priv, cfg); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
@@ -580,5 +587,39 @@ func TestKeysAreSafeForConcurrentUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestCertificationHashFollowsTheSignatureVersion pins RFC 9580 section
+// 5.2.4: the key prefix depends on the signature's version. When server and
+// client keys have the same version this is what go-crypto computes too;
+// when they differ go-crypto (which uses the key's version) disagrees, and
+// OpenPGP.js agrees with us (TestOpenPGPJSVerifiesIDCert).
+func TestCertificationHashFollowsTheSignatureVersion(t *testing.T) {
+	now := time.Now()
+	for _, alg := range []Algorithm{Ed25519Legacy, Ed25519V6} {
+		server := testServerKey(t, alg)
+		for _, variant := range []string{"legacy", "v6"} {
+			client, err := ParseClientKey(openpgpjsKey(t, variant), "alice@example.com", now, Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Issue(server, client, IssueParams{SessionID: "s", Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Verify(c.Raw, server, now); err != nil {
+				t.Fatalf("%s/%s: %v", alg, variant, err)
+			}
+			p, err := packet.Read(bytes.NewReader(certPacket(t, c.Raw, server)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameVersion := server.pub.Version == client.entity.PrimaryKey.Version
+			goCryptoErr := server.pub.VerifyUserIdSignature(client.UserID(), client.entity.PrimaryKey, p.(*packet.Signature))
+			if sameVersion != (goCryptoErr == nil) {
+				t.Errorf("%s server, %s client: go-crypto verification error %v", alg, variant, goCryptoErr)
+			}
+		}
 	}
 }

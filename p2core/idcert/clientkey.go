@@ -132,6 +132,9 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	if err != nil {
 		return nil, fail(ErrInvalidPublicKey, "%v", err)
 	}
+	if !canonicalKeyPacket(e.PrimaryKey, pkts[0].body) {
+		return nil, fail(ErrInvalidPublicKey, "the primary key packet is not canonically encoded")
+	}
 	alg, mlsKey, err := classifyClientKey(e.PrimaryKey, pol)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,10 @@
 package idcert
 
 import (
+	"bytes"
 	"fmt"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // OpenPGP packet tags (RFC 9580, section 5) that may appear in a
@@ -158,4 +161,17 @@ func truncateForMessage(b []byte) string {
 		return string(b[:max]) + "..."
 	}
 	return string(b)
+}
+
+// canonicalKeyPacket reports whether go-crypto's reading of a key packet
+// serialises back to exactly body. Certifications hash body as the key
+// carries it, so this guarantees that those bytes are the key go-crypto
+// parsed, and that its fingerprint is the one every implementation computes.
+func canonicalKeyPacket(pub *packet.PublicKey, body []byte) bool {
+	var b bytes.Buffer
+	if err := pub.Serialize(&b); err != nil {
+		return false
+	}
+	pkts, err := splitPackets(b.Bytes())
+	return err == nil && len(pkts) == 1 && bytes.Equal(pkts[0].body, body)
 }
