@@ -18,7 +18,7 @@ import (
 // allocates nothing proportional to a claimed length.
 //
 // The prefix 00 01 00 05 starts both a wrapped KeyPackage and a bare
-// KeyPackage of cipher suite 5, so such input is decoded both ways. If only
+// KeyPackage of cipher suite 5, so Decode considers both readings. If only
 // one reading succeeds it is used. If both succeed, the wrapped reading is
 // chosen when the wrapped KeyPackage's own version is mls10, and the bare
 // reading otherwise. This picks the only reading that can pass Validate: when

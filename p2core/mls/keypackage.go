@@ -51,7 +51,9 @@ type KeyPackage struct {
 	// EncryptionKey is leaf_node.encryption_key (HPKE public key).
 	EncryptionKey []byte
 	// SignatureKey is leaf_node.signature_key; both signatures of the
-	// KeyPackage verify under it once Validate succeeds.
+	// KeyPackage verify under it once Validate succeeds. Its encoding is
+	// the suite's: the 32-byte Ed25519 or 57-byte Ed448 public key, or the
+	// uncompressed SEC 1 point (04 || X || Y) for ECDSA.
 	SignatureKey []byte
 	// Credential is leaf_node.credential.
 	Credential Credential
@@ -97,16 +99,23 @@ type Credential struct {
 // Capabilities is an RFC 9420 Capabilities structure. The lists are in wire
 // order and may contain GREASE values; they are not deduplicated.
 type Capabilities struct {
-	Versions     []uint16
+	// Versions lists the supported protocol versions.
+	Versions []uint16
+	// CipherSuites lists the supported cipher suites.
 	CipherSuites []uint16
-	Extensions   []uint16
-	Proposals    []uint16
-	Credentials  []uint16
+	// Extensions lists the supported non-default extension types.
+	Extensions []uint16
+	// Proposals lists the supported non-default proposal types.
+	Proposals []uint16
+	// Credentials lists the supported credential types.
+	Credentials []uint16
 }
 
 // Extension is an RFC 9420 Extension.
 type Extension struct {
+	// Type is the extension type; RFC 9420 defines 1 to 5.
 	Type uint16
+	// Data is the extension's opaque content.
 	Data []byte
 }
 
