@@ -1,0 +1,43 @@
+// Command homeserver is a minimal chat home server embedding p2kit: it
+// serves every polyproto-core route on the embedded bbolt store, plus the
+// account routes a chat server would own (/register, /login) and a
+// Server-Sent Events stream of each session's events (/events).
+//
+//	go run ./examples/homeserver -admin alice
+//
+// Account routes: POST /register, POST /login, POST /logout (ends the
+// calling session), GET /sessions, DELETE /sessions (ends them all), and
+// GET /events (Server-Sent Events of the calling session).
+//
+// Flags:
+//
+//	-addr ADDR             listen address (default 127.0.0.1:8080)
+//	-data DIR              folder for p2kit.db (default ./p2kit-data)
+//	-domain DOMAIN         the server's domain (default home.localhost)
+//	-admin NAME            make this username an administrator (repeatable)
+//	-insecure-federation   allow http:// server URLs (loopback tests)
+//	-store bolt|postgres   storage backend (default bolt, in -data)
+//	-dsn DSN               PostgreSQL connection string for -store postgres
+//	                       (default $P2KIT_POSTGRES_DSN)
+//	-pbkdf2-iterations N   PBKDF2 cost of new passwords (lower only in tests)
+//
+// On start it prints "listening on http://HOST:PORT"; SIGINT or SIGTERM
+// shut it down gracefully.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "homeserver:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/p2kit/p2kit/httpadapter"
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/p2core/broker"
+	"github.com/p2kit/p2kit/storage/boltstore"
+	"github.com/p2kit/p2kit/storage/pgstore"
+)
+
+// config is the parsed command line.
+type config struct {
+	addr     string
+	data     string
+	domain   string
+	admins   []string
+	insecure bool
+	store    string // "bolt" (default) or "postgres"
+	dsn      string // pgx connection string for -store postgres
+	// iterations is the PBKDF2 cost of new passwords; lowering it is for
+	// tests and load generation only.
+	iterations int
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("homeserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.data, "data", "./p2kit-data", "folder for p2kit.db")
+	fs.StringVar(&c.domain, "domain", "home.localhost", "the server's domain")
+	fs.Var((*stringList)(&c.admins), "admin", "make this username an administrator (repeatable)")
+	fs.StringVar(&c.store, "store", "bolt", `storage backend: "bolt" (embedded, in -data) or "postgres" (needs -dsn)`)
+	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
+	fs.BoolVar(&c.insecure, "insecure-federation", false, "allow http:// server URLs (loopback tests)")
+	fs.IntVar(&c.iterations, "pbkdf2-iterations", defaultPBKDF2Iterations, "PBKDF2 iterations for new passwords (lower only for tests)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch c.store {
+	case "bolt":
+	case "postgres":
+		if c.dsn == "" {
+			c.dsn = os.Getenv("P2KIT_POSTGRES_DSN")
+		}
+		if c.dsn == "" {
+			return c, fmt.Errorf("-store postgres needs -dsn or $P2KIT_POSTGRES_DSN")
+		}
+	default:
+		return c, fmt.Errorf(`-store must be "bolt" or "postgres", not %q`, c.store)
+	}
+	if c.iterations < 1 {
+		return c, fmt.Errorf("-pbkdf2-iterations must be positive")
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, nil
+}
+
+// run starts the server and blocks until ctx is done, then shuts down
+// gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	store, err := openStore(ctx, c)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+
+	app, err := newApp(ctx, store, c, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           app,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	go app.purgeLoop(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openStore opens the backend chosen by -store.
+func openStore(ctx context.Context, c config) (p2core.Store, error) {
+	if c.store == "postgres" {
+		return pgstore.Open(ctx, c.dsn, nil)
+	}
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	return boltstore.Open(filepath.Join(c.data, "p2kit.db"), nil)
+}
+
+// app is the example chat server: accounts plus the p2kit handler.
+type app struct {
+	svc      *p2core.Service
+	events   *broker.Broker
+	accounts *accounts
+	mux      *http.ServeMux
+	log      *slog.Logger
+}
+
+func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logger) (*app, error) {
+	events := broker.New(broker.Options{})
+	svc, err := p2core.NewService(store, p2core.Config{
+		Domain:                  c.domain,
+		Logger:                  logger,
+		Events:                  events,
+		AllowInsecureFederation: c.insecure,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.Init(ctx); err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
+	a.accounts = newAccounts(store, c.domain, c.admins, c.iterations)
+	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: a.accounts.isAdmin}
+	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger})
+	a.mux.Handle("/p2core/", api)
+	a.mux.Handle("/events", httpadapter.EventStream(events, auth))
+	a.mux.HandleFunc("POST /register", a.register)
+	a.mux.HandleFunc("POST /login", a.login)
+	a.mux.Handle("POST /logout", a.withSession(auth, a.logout))
+	a.mux.Handle("GET /sessions", a.withSession(auth, a.listSessions))
+	a.mux.Handle("DELETE /sessions", a.withSession(auth, a.logoutAll))
+	return a, nil
+}
+
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *app) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.svc.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("purge failed", "error", err)
+			}
+		}
+	}
+}
