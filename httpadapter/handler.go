@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/p2kit/p2kit/p2core"
@@ -62,6 +63,16 @@ type Options struct {
 	// Logger receives internal errors (never tokens, keys or bodies).
 	// Default: discard.
 	Logger *slog.Logger
+	// RateLimits are the limits applied; zero fields take
+	// DefaultRateLimits. Set RateLimits.Disabled to turn limiting off.
+	RateLimits RateLimits
+	// Limiter keeps the rate-limit state. Default: an in-memory
+	// TokenBuckets per Handler.
+	Limiter Limiter
+	// ClientAddress returns the client address used for per-address
+	// limits. Default: the host of r.RemoteAddr. Behind a reverse proxy,
+	// return the address the proxy vouches for.
+	ClientAddress func(r *http.Request) string
 }
 
 // access says who may call a route.
@@ -91,6 +102,10 @@ type Handler struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	routes  []route
+
+	limits     RateLimits
+	limiter    Limiter
+	clientAddr func(r *http.Request) string
 }
 
 // New returns a Handler serving every route of the design contract for svc.
@@ -101,6 +116,15 @@ func New(svc *p2core.Service, opts Options) *Handler {
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.limits = opts.RateLimits.withDefaults()
+	h.limiter = opts.Limiter
+	if h.limiter == nil {
+		h.limiter = NewTokenBuckets(nil)
+	}
+	h.clientAddr = opts.ClientAddress
+	if h.clientAddr == nil {
+		h.clientAddr = clientAddress
 	}
 	h.routes = apiRoutes()
 	for _, rt := range h.routes {
@@ -141,16 +165,21 @@ func (h *Handler) wrap(rt route) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
 		var p p2core.Principal
-		if rt.access != accessAnyone {
-			var err error
+		var err error
+		if rt.access == accessAnyone {
+			err = h.limit("a:"+h.clientAddr(r), h.limits.Address)
+		} else {
 			p, err = h.authenticate(r)
+			if err == nil {
+				err = h.limit("p:"+p.UserID.String()+"/"+string(p.SessionID), h.limits.Principal)
+			}
 			if err == nil && rt.access == accessAdmin && !p.Admin {
 				err = p2core.Errorf(p2core.ErrNotAdministrator, "this route needs an administrator")
 			}
-			if err != nil {
-				h.writeError(w, r, err)
-				return
-			}
+		}
+		if err != nil {
+			h.writeError(w, r, err)
+			return
 		}
 		if err := rt.handle(h, w, r, p); err != nil {
 			h.writeError(w, r, err)
@@ -187,6 +216,10 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="p2core"`)
+	}
+	var rl *rateLimited
+	if errors.As(err, &rl) {
+		w.Header().Set("Retry-After", strconv.Itoa(rl.seconds()))
 	}
 	writeErrorBody(w, status, code, msg)
 }

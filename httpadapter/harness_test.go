@@ -46,6 +46,13 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*p2core.Config)) *env {
 	t.Helper()
+	return newEnvOpts(t, mutate, httpadapter.Options{RateLimits: httpadapter.RateLimits{Disabled: true}})
+}
+
+// newEnvOpts is newEnv with handler options (the Authenticator is set
+// here).
+func newEnvOpts(t *testing.T, mutate func(*p2core.Config), opts httpadapter.Options) *env {
+	t.Helper()
 	e := &env{t: t, store: memstore.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, admins: map[p2core.UserID]bool{}}
 	cfg := p2core.Config{Domain: "home.test", Now: e.clock.Now}
 	if mutate != nil {
@@ -61,7 +68,8 @@ func newEnv(t *testing.T, mutate func(*p2core.Config)) *env {
 		defer e.mu.Unlock()
 		return e.admins[u]
 	}}
-	e.srv = httptest.NewServer(httpadapter.New(svc, httpadapter.Options{Authenticator: auth}))
+	opts.Authenticator = auth
+	e.srv = httptest.NewServer(httpadapter.New(svc, opts))
 	t.Cleanup(e.srv.Close)
 	t.Cleanup(func() { e.store.Close() })
 	return e

@@ -67,6 +67,9 @@ func (h *Handler) claimKeyPackages(w http.ResponseWriter, r *http.Request, p p2c
 		}
 		suite = uint16(n)
 	}
+	if err := h.limit("c:"+p.UserID.String()+"/"+string(p.SessionID)+">"+uid.String(), h.limits.Claim); err != nil {
+		return err
+	}
 	claimed, err := h.svc.ClaimKeyPackages(r.Context(), p, uid, suite)
 	if err != nil {
 		return err

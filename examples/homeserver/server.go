@@ -28,6 +28,7 @@ type config struct {
 	domain   string
 	admins   []string
 	insecure bool
+	noLimits bool   // turn rate limits off (load tests)
 	store    string // "bolt" (default) or "postgres"
 	dsn      string // pgx connection string for -store postgres
 	// iterations is the PBKDF2 cost of new passwords; lowering it is for
@@ -48,6 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.data, "data", "./p2kit-data", "folder for p2kit.db")
 	fs.StringVar(&c.domain, "domain", "home.localhost", "the server's domain")
 	fs.Var((*stringList)(&c.admins), "admin", "make this username an administrator (repeatable)")
+	fs.BoolVar(&c.noLimits, "no-rate-limits", false, "turn the API's rate limits off (for load tests)")
 	fs.StringVar(&c.store, "store", "bolt", `storage backend: "bolt" (embedded, in -data) or "postgres" (needs -dsn)`)
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
 	fs.BoolVar(&c.insecure, "insecure-federation", false, "allow http:// server URLs (loopback tests)")
@@ -166,7 +168,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
 	a.accounts = newAccounts(store, c.domain, c.admins, c.iterations)
 	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: a.accounts.isAdmin}
-	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger})
+	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Disabled: c.noLimits}})
 	a.mux.Handle("/p2core/", api)
 	a.mux.Handle("/events", httpadapter.EventStream(events, auth))
 	a.mux.HandleFunc("POST /register", a.register)
