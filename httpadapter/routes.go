@@ -19,5 +19,6 @@ func apiRoutes() []route {
 		{"PUT", "/p2core/keypackage_lr", accessUser, (*Handler).setLastResort},
 		{"GET", "/p2core/keypackage/{user_id}", accessUser, (*Handler).claimKeyPackages},
 		{"GET", "/p2core/keypackage/@me/status", accessUser, (*Handler).keyPackageStatus},
+		{"GET", "/p2core/openapi.json", accessAnyone, (*Handler).openAPI},
 	}
 }
