@@ -91,11 +91,11 @@ type Cert struct {
 // result carries exactly one. Errors match [ErrInvalidServerKey] (no private
 // part, key not valid at Now) or [ErrInvalidParams].
 func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
-	if server == nil || server.priv == nil {
+	if server == nil || server.pub == nil || server.priv == nil {
 		return nil, fail(ErrInvalidServerKey, "issuing needs a server key with its private part")
 	}
-	if client == nil {
-		return nil, fail(ErrInvalidParams, "no client key")
+	if client == nil || client.entity == nil {
+		return nil, fail(ErrInvalidParams, "no client key (use ParseClientKey)")
 	}
 	if !validSessionID(p.SessionID) {
 		return nil, fail(ErrInvalidParams, "session ID must be 1-32 printable ASCII characters")
@@ -146,16 +146,16 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 	}
 	secs := uint32(expires.Sub(now) / time.Second)
 
-	hash := crypto.SHA256
+	hashAlg := crypto.SHA256
 	if server.alg == Ed448 {
-		hash = crypto.SHA512
+		hashAlg = crypto.SHA512
 	}
 	keyID := server.pub.KeyId
 	sig := &packet.Signature{
 		Version:         server.pub.Version,
 		SigType:         packet.SigTypeGenericCert,
 		PubKeyAlgo:      server.pub.PubKeyAlgo,
-		Hash:            hash,
+		Hash:            hashAlg,
 		CreationTime:    now,
 		SigLifetimeSecs: &secs,
 		Notations: []*packet.Notation{
@@ -250,7 +250,8 @@ func issuedBy(pk rawPacket, server *ServerKey) (yes bool) {
 // it, at time now, and returns what it certifies. It requires that:
 //
 //   - cert is one transferable public key (binary, at most MaxCertSize
-//     bytes, no private material) whose primary key is not revoked;
+//     bytes, no private material) whose primary key is not revoked (and
+//     that carries at most 8 key revocation signatures);
 //   - exactly one signature in it names server's fingerprint as issuer, and
 //     it is a generic certification (0x10) over the primary key and a User
 //     ID of the form "alice@example.com" or "Alice <alice@example.com>",
@@ -259,15 +260,22 @@ func issuedBy(pk rawPacket, server *ServerKey) (yes bool) {
 //     NotationSerial (a canonical UUID) exactly once, and no critical
 //     notation;
 //   - it was made while the server key was valid, has an expiration time not
-//     past the server key's, and IssuedAt <= now < Expires.
+//     past the server key's, and IssuedAt <= now < Expires (a zero now
+//     means time.Now()).
 //
 // go-crypto checks neither expiry nor notations on certifications, so all of
 // this is done here. Errors match [ErrInvalidCert]; an expired certificate
-// also matches [ErrCertExpired]. Verify does not compare the FID with an
-// expected one: use [VerifyFID].
+// also matches [ErrCertExpired]; a nil server key gives
+// [ErrInvalidServerKey]. Verify does not compare the FID with an expected
+// one: use [VerifyFID]. It does not re-check the client's self-signatures,
+// which the issuing server checked: the server's certification is what it
+// vouches for.
 func Verify(cert []byte, server *ServerKey, now time.Time) (c *Cert, err error) {
-	if server == nil {
+	if server == nil || server.pub == nil {
 		return nil, fail(ErrInvalidServerKey, "no server key")
+	}
+	if now.IsZero() {
+		now = time.Now()
 	}
 	defer recoverInto(&err, ErrInvalidCert)
 	pkts, e, err := readCert(cert)
@@ -394,6 +402,9 @@ func readCert(cert []byte) ([]rawPacket, *openpgp.Entity, error) {
 	}
 	if !canonicalKeyPacket(e.PrimaryKey, pkts[0].body) {
 		return nil, nil, fail(ErrInvalidCert, "the primary key packet is not canonically encoded")
+	}
+	if len(e.Revocations) > maxKeyRevocations {
+		return nil, nil, fail(ErrInvalidCert, "the key carries %d revocation signatures, more than the %d accepted", len(e.Revocations), maxKeyRevocations)
 	}
 	return pkts, e, nil
 }

@@ -231,6 +231,9 @@ func TestVerifyHonoursTheValidityWindow(t *testing.T) {
 	if !errors.Is(err, ErrInvalidCert) || errors.Is(err, ErrCertExpired) {
 		t.Errorf("before issue: %v", err)
 	}
+	if _, err := Verify(c.Raw, server, time.Time{}); err != nil {
+		t.Errorf("zero now (meaning time.Now()): %v", err)
+	}
 }
 
 func TestIssueClampsExpiryToTheServerKeyExpiry(t *testing.T) {
@@ -299,6 +302,8 @@ func TestIssueRefusesBadParameters(t *testing.T) {
 		{"no client", server, nil, IssueParams{SessionID: "s", Now: now}, ErrInvalidParams},
 		{"public-only server key", public, client, IssueParams{SessionID: "s", Now: now}, ErrInvalidServerKey},
 		{"nil server key", nil, client, IssueParams{SessionID: "s", Now: now}, ErrInvalidServerKey},
+		{"zero server key", &ServerKey{}, client, IssueParams{SessionID: "s", Now: now}, ErrInvalidServerKey},
+		{"zero client key", server, &ClientKey{}, IssueParams{SessionID: "s", Now: now}, ErrInvalidParams},
 		{"before the server key existed", server, client, IssueParams{SessionID: "s", Now: server.Created().Add(-time.Second)}, ErrInvalidServerKey},
 	}
 	for _, c := range cases {
@@ -527,6 +532,10 @@ func TestVerifyRejectsRevokedClientKey(t *testing.T) {
 	if _, err := Verify(revoked, server, now); !errors.Is(err, ErrInvalidCert) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("got %v", err)
 	}
+	flood := insertAfterPacket(t, c.Raw, bytes.Repeat(rev.Bytes(), 9), 0)
+	if _, err := Verify(flood, server, now); !errors.Is(err, ErrInvalidCert) || !strings.Contains(err.Error(), "9 revocation signatures") {
+		t.Fatalf("9 revocations: %v", err)
+	}
 }
 
 func TestVerifyAndParseCertRefuseNonCertificates(t *testing.T) {
@@ -551,6 +560,9 @@ func TestVerifyAndParseCertRefuseNonCertificates(t *testing.T) {
 	}
 	if _, err := Verify(plain, nil, now); !errors.Is(err, ErrInvalidServerKey) {
 		t.Errorf("nil server key: %v", err)
+	}
+	if _, err := Verify(plain, &ServerKey{}, now); !errors.Is(err, ErrInvalidServerKey) {
+		t.Errorf("zero server key: %v", err)
 	}
 }
 

@@ -37,8 +37,8 @@ const (
 	// KeyECDSAP521 is ECDSA on NIST P-521.
 	KeyECDSAP521 KeyAlgorithm = "ecdsa-p521"
 	// KeyRSA is RSA (algorithms 1 and 3) with at least Policy.MinRSABits
-	// bits. MLS has no RSA cipher suite, so such keys cannot back MLS
-	// KeyPackages.
+	// and at most 8192 bits. MLS has no RSA cipher suite, so such keys
+	// cannot back MLS KeyPackages.
 	KeyRSA KeyAlgorithm = "rsa"
 )
 
@@ -53,6 +53,17 @@ const DefaultMaxArmoredSize = 64 << 10
 
 // DefaultMinRSABits is the RSA modulus size a zero Policy requires.
 const DefaultMinRSABits = 2048
+
+// Limits that keep the work spent on one untrusted key or certificate
+// small: RSA moduli above maxRSABits are refused, and so are keys carrying
+// more than maxKeyRevocations key revocation signatures (each one costs a
+// signature verification). certificationRoom is kept free below MaxCertSize
+// so that every key ParseClientKey accepts can be certified and verified.
+const (
+	maxRSABits        = 8192
+	maxKeyRevocations = 8
+	certificationRoom = 8 << 10
+)
 
 // Policy says which client keys [ParseClientKey] accepts. The zero value is
 // the documented default of every field.
@@ -70,17 +81,17 @@ type Policy struct {
 
 // ClientKey is a client's public key that passed the checks of route 8,
 // together with the User ID that names the client's FID. It is immutable and
-// safe for concurrent use.
+// safe for concurrent use. Only [ParseClientKey] makes usable values; the
+// zero ClientKey is refused by [Issue] and its methods must not be called.
 type ClientKey struct {
-	pkts      []rawPacket
-	uidIndex  int // index in pkts of the FID User ID packet
-	entity    *openpgp.Entity
-	uid       string
-	fid       string
-	alg       KeyAlgorithm
-	mlsKey    []byte // nil for RSA
-	expires   time.Time
-	validated time.Time
+	pkts     []rawPacket
+	uidIndex int // index in pkts of the FID User ID packet
+	entity   *openpgp.Entity
+	uid      string
+	fid      string
+	alg      KeyAlgorithm
+	mlsKey   []byte // nil for RSA
+	expires  time.Time
 }
 
 // ParseClientKey checks an ASCII-armored client public key as route 8
@@ -102,8 +113,8 @@ type ClientKey struct {
 //
 // Keys made by GnuPG and by OpenPGP.js (critical creation-time and
 // key-flags subpackets, salt notations, SHA-512, cv25519 subkeys) pass as
-// they are. Every error matches [ErrInvalidPublicKey] and says what is
-// wrong.
+// they are. A zero now means time.Now(). Every error matches
+// [ErrInvalidPublicKey] and says what is wrong.
 func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *ClientKey, err error) {
 	maxSize := pol.MaxArmoredSize
 	if maxSize <= 0 {
@@ -111,6 +122,9 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	}
 	if len(armored) > maxSize {
 		return nil, fail(ErrInvalidPublicKey, "the key is %d bytes long, more than the %d allowed", len(armored), maxSize)
+	}
+	if now.IsZero() {
+		now = time.Now()
 	}
 	if !validFID(fid) {
 		return nil, fail(ErrInvalidPublicKey, "%q is not a federation ID of the form name@domain", fid)
@@ -120,6 +134,9 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	body, err := dearmorPublicKey(armored)
 	if err != nil {
 		return nil, err
+	}
+	if len(body) > MaxCertSize-certificationRoom {
+		return nil, fail(ErrInvalidPublicKey, "the key is too large to be certified (%d bytes)", len(body))
 	}
 	pkts, err := splitPackets(body)
 	if err != nil {
@@ -139,6 +156,9 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	if err != nil {
 		return nil, err
 	}
+	if len(e.Revocations) > maxKeyRevocations {
+		return nil, fail(ErrInvalidPublicKey, "the key carries %d revocation signatures, more than the %d accepted", len(e.Revocations), maxKeyRevocations)
+	}
 
 	cfg := clientKeyConfig()
 	if created := e.PrimaryKey.CreationTime; created.Unix() > now.Unix() {
@@ -147,16 +167,7 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 	if e.Revoked(now) {
 		return nil, fail(ErrInvalidPublicKey, "the key is revoked")
 	}
-	if _, err := e.VerifyPrimaryKey(now, cfg); err != nil {
-		switch {
-		case errors.Is(err, pgperrors.ErrKeyExpired):
-			return nil, fail(ErrInvalidPublicKey, "the key has expired")
-		default:
-			return nil, fail(ErrInvalidPublicKey, "the key has no valid self-signature at %s: %v", now.UTC().Format(time.RFC3339), err)
-		}
-	}
-
-	k = &ClientKey{pkts: pkts, entity: e, alg: alg, mlsKey: mlsKey, validated: now.UTC(), uidIndex: -1}
+	k = &ClientKey{pkts: pkts, entity: e, alg: alg, mlsKey: mlsKey, uidIndex: -1}
 	var reasons []string
 	for i, p := range pkts {
 		if p.tag != tagUserID {
@@ -172,16 +183,24 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 		}
 		id := e.Identities[uid]
 		if id == nil {
-			reasons = append(reasons, fmt.Sprintf("User ID %q has no self-signature", uid))
+			reasons = append(reasons, fmt.Sprintf("User ID %q has no self-signature", truncateForMessage(p.body)))
 			continue
 		}
-		selfSig, err := id.Verify(now, cfg)
+		if h, weak := onlyWeakSelfSignatures(id.SelfCertifications, cfg); weak {
+			reasons = append(reasons, fmt.Sprintf("User ID %q is self-signed only with %v, which is no longer accepted; sign it again with SHA-256 or better", truncateForMessage(p.body), h))
+			continue
+		}
+		selfSig, err := id.LatestValidSelfCertification(now, cfg)
 		if err != nil {
-			reasons = append(reasons, fmt.Sprintf("User ID %q has no valid self-signature at %s (%v)", uid, now.UTC().Format(time.RFC3339), err))
+			reasons = append(reasons, fmt.Sprintf("User ID %q has no valid self-signature at %s", truncateForMessage(p.body), now.UTC().Format(time.RFC3339)))
+			continue
+		}
+		if id.Revoked(selfSig, now, cfg) {
+			reasons = append(reasons, fmt.Sprintf("User ID %q is revoked", truncateForMessage(p.body)))
 			continue
 		}
 		if e.PrimaryKey.KeyExpired(selfSig, now) {
-			reasons = append(reasons, fmt.Sprintf("the key has expired according to the self-signature of User ID %q", uid))
+			reasons = append(reasons, fmt.Sprintf("the key has expired according to the self-signature of User ID %q", truncateForMessage(p.body)))
 			continue
 		}
 		k.uid, k.fid, k.uidIndex = uid, strings.ToLower(email), i
@@ -196,6 +215,16 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 		}
 		return nil, fail(ErrInvalidPublicKey, "no valid User ID names %s: %s", fid, strings.Join(reasons, "; "))
 	}
+	// The key as a whole: its primary self-signature (the primary User
+	// ID's, or the direct-key signature of a v6 key) must be valid too.
+	if _, err := e.VerifyPrimaryKey(now, cfg); err != nil {
+		switch {
+		case errors.Is(err, pgperrors.ErrKeyExpired):
+			return nil, fail(ErrInvalidPublicKey, "the key has expired")
+		default:
+			return nil, fail(ErrInvalidPublicKey, "the key has no valid self-signature at %s: %v", now.UTC().Format(time.RFC3339), err)
+		}
+	}
 	// The primary self-signature (and, for v6 keys, the direct-key
 	// signature) may carry their own expiration; VerifyPrimaryKey checked
 	// them. Record the earliest for clamping certificate lifetimes.
@@ -206,6 +235,20 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 		}
 	}
 	return k, nil
+}
+
+// onlyWeakSelfSignatures reports whether every self-signature uses a hash
+// cfg rejects, and names one such hash.
+func onlyWeakSelfSignatures(sigs []*packet.VerifiableSignature, cfg *packet.Config) (crypto.Hash, bool) {
+	if len(sigs) == 0 {
+		return 0, false
+	}
+	for _, s := range sigs {
+		if !cfg.RejectHashAlgorithm(s.Packet.Hash) {
+			return 0, false
+		}
+	}
+	return sigs[0].Packet.Hash, true
 }
 
 // clientKeyConfig is the go-crypto policy for client self-signatures: on top
@@ -281,6 +324,9 @@ func classifyClientKey(pub *packet.PublicKey, pol Policy) (KeyAlgorithm, []byte,
 		bits, err := pub.BitLength()
 		if err != nil || int(bits) < minBits {
 			return "", nil, fail(ErrInvalidPublicKey, "RSA keys need at least %d bits, this one has %d", minBits, bits)
+		}
+		if bits > maxRSABits {
+			return "", nil, fail(ErrInvalidPublicKey, "RSA keys larger than %d bits are not accepted, this one has %d", maxRSABits, bits)
 		}
 	}
 	allowed := pol.Algorithms

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdh"
+	"crypto/rsa"
 	"errors"
+	"math/big"
 	"runtime"
 	"strings"
 	"testing"
@@ -148,6 +150,9 @@ func TestParseClientKeyRefusals(t *testing.T) {
 	shaOne := newEntity(t, keySpec{name: "x", email: "x@example.com"})
 	addUserIDWithHash(t, shaOne, "alice@example.com", now.Add(-time.Minute))
 
+	uidRevoked := newEntity(t, aliceSpec())
+	revokeUserID(t, uidRevoked, "Alice <alice@example.com>", now.Add(-time.Minute))
+
 	cases := []struct {
 		name    string
 		armored []byte
@@ -170,9 +175,10 @@ func TestParseClientKeyRefusals(t *testing.T) {
 		{"address without name", armoredPublic(t, bare), "", Policy{}, "does not have the form"},
 		{"expired key", armoredPublic(t, expired), "", Policy{}, "expired"},
 		{"revoked key", armoredPublic(t, revoked), "", Policy{}, "revoked"},
+		{"revoked User ID", armoredPublic(t, uidRevoked), "", Policy{}, "is revoked"},
 		{"key from the future", armoredPublic(t, future), "", Policy{}, "in the future"},
 		{"broken self-signature", armorOf(t, openpgp.PublicKeyType, badSelfSig), "", Policy{}, "self-signature"},
-		{"SHA-1 self-signature", armoredPublic(t, shaOne), "", Policy{}, "no valid self-signature"},
+		{"SHA-1 self-signature", armoredPublic(t, shaOne), "", Policy{}, "self-signed only with SHA-1"},
 		{"RSA-1024", armoredPublic(t, rsa1024), "", Policy{}, "at least 2048 bits"},
 		{"policy without EdDSA", armoredPublic(t, alice), "", Policy{Algorithms: []KeyAlgorithm{KeyECDSAP256, KeyEd25519}}, "not allowed"},
 		{"policy with higher RSA floor", armoredPublic(t, newEntity(t, keySpec{name: "Alice", email: "alice@example.com", alg: packet.PubKeyAlgoRSA, rsaBits: 2048})), "", Policy{MinRSABits: 3072}, "at least 3072 bits"},
@@ -191,6 +197,20 @@ func TestParseClientKeyRefusals(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+// revokeUserID adds a certification revocation (0x30) of uid by e itself.
+func revokeUserID(t *testing.T, e *openpgp.Entity, uid string, at time.Time) {
+	t.Helper()
+	rev := &packet.Signature{
+		Version: 4, SigType: packet.SigTypeCertificationRevocation, PubKeyAlgo: e.PrimaryKey.PubKeyAlgo,
+		Hash: crypto.SHA256, CreationTime: at, IssuerKeyId: &e.PrimaryKey.KeyId,
+	}
+	if err := rev.SignUserId(uid, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := e.Identities[uid]
+	id.Revocations = append(id.Revocations, packet.NewVerifiableSig(rev))
 }
 
 // addUserIDWithHash adds uid with a SHA-1 self-signature.
@@ -231,5 +251,32 @@ func TestParseClientKeyChecksSizeBeforeParsing(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if perCall := (after.TotalAlloc - before.TotalAlloc) / 10; perCall > 4096 {
 		t.Fatalf("refusing an oversized key allocated %d bytes per call", perCall)
+	}
+}
+
+func TestClientKeyWorkLimits(t *testing.T) {
+	// RSA moduli above 8192 bits are refused before any signature check.
+	n := new(big.Int).Lsh(big.NewInt(1), 9000)
+	n.Add(n, big.NewInt(1))
+	huge := packet.NewRSAPublicKey(time.Now(), &rsa.PublicKey{N: n, E: 65537})
+	if _, _, err := classifyClientKey(huge, Policy{}); !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), "larger than 8192") {
+		t.Fatalf("9001-bit RSA: %v", err)
+	}
+	// More than 8 key revocations are refused without verifying them.
+	e := newEntity(t, aliceSpec())
+	for i := 0; i < 9; i++ {
+		if err := e.Revoke(packet.KeySuperseded, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ParseClientKey(armoredPublic(t, e), "alice@example.com", time.Now(), Policy{}); !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), "9 revocation signatures") {
+		t.Fatalf("9 revocations: %v", err)
+	}
+}
+
+func TestParseClientKeyZeroTimeMeansNow(t *testing.T) {
+	e := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: time.Now().Add(-2 * time.Hour), lifetime: 3600})
+	if _, err := ParseClientKey(armoredPublic(t, e), "alice@example.com", time.Time{}, Policy{}); !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired key with zero now: %v", err)
 	}
 }

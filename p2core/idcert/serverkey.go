@@ -35,7 +35,9 @@ const (
 // ServerKey is a home server's OpenPGP identity key: one primary key whose
 // only User ID is the server's domain, with key flags certify and sign
 // (0x03). It is immutable and safe for concurrent use. A ServerKey parsed
-// with [ParsePublicServerKey] can verify ID-Certs but not issue them.
+// with [ParsePublicServerKey] can verify ID-Certs but not issue them. Only
+// the constructors of this package make usable values; the zero ServerKey is
+// refused by [Issue] and [Verify] and its methods must not be called.
 type ServerKey struct {
 	entity    *openpgp.Entity
 	pub       *packet.PublicKey
