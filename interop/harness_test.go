@@ -39,6 +39,9 @@ const (
 	toolTimeout  = 60 * time.Second
 )
 
+// httpClient bounds every request the harness itself sends.
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
 // strict reports whether a missing tool is a failure (CI) rather than a
 // reason to skip.
 func strict() bool { return os.Getenv("P2KIT_INTEROP") == "1" }
@@ -293,7 +296,7 @@ func (s *homeServer) postJSON(t *testing.T, path string, body any, wantStatus in
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(s.URL+path, "application/json", bytes.NewReader(b))
+	resp, err := httpClient.Post(s.URL+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -327,7 +330,7 @@ func (s *homeServer) serverKey(t *testing.T) (binary, armored []byte, key *idcer
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "application/pgp-keys")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("route 10 armored: %v", err)
 	}
