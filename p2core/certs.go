@@ -205,10 +205,14 @@ func (s *Service) invalidateKeys() {
 // IssueIDCert checks the caller's armored OpenPGP public key (route 8) and
 // returns a new ID-Cert for it, which supersedes the session's previous
 // one. The user's sessions get CLIENT_KEY_CHANGE. Errors:
-// ErrUnauthorized, ErrInvalidPublicKey (with the reason).
+// ErrUnauthorized, ErrForbidden (a foreign principal: see
+// RecordForeignIDCert), ErrInvalidPublicKey (with the reason).
 func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
 	if err := requireUser(p); err != nil {
 		return IDCert{}, err
+	}
+	if s.IsForeign(p) {
+		return IDCert{}, Errorf(ErrForbidden, "ID-Certs for %s are issued by its home server", p.FID)
 	}
 	now := s.now()
 	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize})

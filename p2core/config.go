@@ -17,6 +17,7 @@ const (
 	DefaultLowKeyPackageThreshold   = 10
 	DefaultMaxPublicKeySize         = 64 << 10
 	DefaultDomain                   = "localhost"
+	DefaultHomeKeyTTL               = 5 * time.Minute
 )
 
 // FederationPolicy decides whether this server issues federation tokens
@@ -87,6 +88,27 @@ type Config struct {
 	// LowKeyPackageThreshold: a LOW_KEY_PACKAGES event is emitted when a
 	// session's regular KeyPackages fall below it. Default 10.
 	LowKeyPackageThreshold int
+	// Homes reaches the home servers of foreign users (route 16 and the
+	// foreign form of route 8). Default nil: foreign logins are refused
+	// with ErrNotFederated. httpadapter.NewHomeClient is the HTTP
+	// implementation.
+	Homes HomeServers
+	// SelfURL is this server's own URL as home servers know it: the
+	// `server` a foreign user's federation token was issued for, sent when
+	// redeeming it. It is normalised like a route 1 server URL. Default
+	// "https://" + Domain.
+	SelfURL string
+	// HomeKeyTTL bounds how long a home server's current key is cached
+	// before it is fetched again. Default 5 minutes.
+	HomeKeyTTL time.Duration
+	// ForeignUserIDs returns a candidate local user ID for a foreign FID
+	// seen for the first time; the Store keeps the mapping
+	// (SessionStore.UserIDForFID). It must never return an ID that is or
+	// will be a local user's: embedders whose user IDs are Snowflakes
+	// should pass their own generator's Next. It must be safe for
+	// concurrent use. Default: a Snowflakes generator with a random worker
+	// number.
+	ForeignUserIDs func() UserID
 }
 
 func (c Config) withDefaults() Config {
@@ -130,6 +152,17 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LowKeyPackageThreshold <= 0 {
 		c.LowKeyPackageThreshold = DefaultLowKeyPackageThreshold
+	}
+	if c.SelfURL == "" {
+		c.SelfURL = "https://" + c.Domain
+	}
+	if c.HomeKeyTTL <= 0 {
+		c.HomeKeyTTL = DefaultHomeKeyTTL
+	}
+	if c.ForeignUserIDs == nil {
+		var w [2]byte
+		_, _ = io.ReadFull(c.Rand, w[:])
+		c.ForeignUserIDs = NewSnowflakes(uint16(w[0])<<8|uint16(w[1]), nil).Next
 	}
 	return c
 }

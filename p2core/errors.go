@@ -58,6 +58,9 @@ var (
 	ErrUnknownHome = errors.New("unknown home server")
 	// ErrHomeUnreachable: the home server did not answer usefully.
 	ErrHomeUnreachable = errors.New("home server unreachable")
+	// ErrFIDMismatch: a federation token and an ID-Cert name different
+	// federation IDs (route 16).
+	ErrFIDMismatch = errors.New("federation ID mismatch")
 )
 
 // Error is a refusal that carries a sentinel (Kind) and a human-readable

@@ -19,6 +19,7 @@ type Service struct {
 	log   *slog.Logger
 
 	keyCache keyCache
+	homeKeys homeKeyCache
 }
 
 // NewService returns a Service over store with cfg (copied, zero fields
@@ -31,6 +32,11 @@ func NewService(store Store, cfg Config) (*Service, error) {
 	if _, err := ParseFID("x@" + cfg.Domain); err != nil {
 		return nil, fmt.Errorf("p2core: invalid Config.Domain %q", cfg.Domain)
 	}
+	self, err := NormalizeServerURL(cfg.SelfURL, cfg.AllowInsecureFederation)
+	if err != nil {
+		return nil, fmt.Errorf("p2core: invalid Config.SelfURL: %s", Message(err))
+	}
+	cfg.SelfURL = self
 	s := &Service{store: store, cfg: cfg, log: cfg.Logger}
 	return s, nil
 }
@@ -63,7 +69,7 @@ func requireAdmin(p Principal) error {
 	if err := requireUser(p); err != nil {
 		return err
 	}
-	if !p.Admin {
+	if !p.Admin || p.Home != "" {
 		return Errorf(ErrNotAdministrator, "this operation needs an administrator")
 	}
 	return nil

@@ -87,7 +87,8 @@ type Session struct {
 	TokenHash [32]byte
 	CreatedAt time.Time
 	// Home is empty for a local user's session; for a foreign user's
-	// session (route 16) it is the home server's URL.
+	// session (route 16) it is the home server's domain (the domain part
+	// of the FID).
 	Home string
 }
 

@@ -119,6 +119,11 @@ type Principal struct {
 	FID       FID
 	SessionID SessionID
 	Admin     bool
+	// Home is empty for a local user. For a foreign user's session (route
+	// 16) it is the domain of the user's home server; such a principal is
+	// never an administrator and may not issue federation tokens or ask
+	// this server for an ID-Cert.
+	Home string
 }
 
 // Anonymous reports whether p names no user.
