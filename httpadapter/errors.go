@@ -22,6 +22,7 @@ var errorTable = []errorMapping{
 	{p2core.ErrUnauthorized, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED"},
 	{p2core.ErrNotAdministrator, http.StatusForbidden, "P2CORE_NOT_ADMINISTRATOR"},
 	{p2core.ErrForbidden, http.StatusForbidden, "P2CORE_FORBIDDEN"},
+	{p2core.ErrFIDMismatch, http.StatusForbidden, "P2CORE_FID_MISMATCH"},
 	{p2core.ErrTokenGenerationDisabled, http.StatusForbidden, "P2CORE_TOKEN_GENERATION_DISABLED"},
 	{p2core.ErrBadRequest, http.StatusBadRequest, "P2CORE_BAD_REQUEST"},
 	{p2core.ErrInvalidUserID, http.StatusBadRequest, "P2CORE_INVALID_USER_ID"},

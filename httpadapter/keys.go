@@ -44,6 +44,9 @@ func (h *Handler) issueIDCert(w http.ResponseWriter, r *http.Request, p p2core.P
 	if err := decodeJSON(r, &armored); err != nil {
 		return err
 	}
+	if h.svc.IsForeign(p) {
+		return h.recordForeignIDCert(w, r, p, armored)
+	}
 	c, err := h.svc.IssueIDCert(r.Context(), p, []byte(armored))
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ func apiRoutes() []route {
 		{"PUT", "/p2core/keypackage_lr", accessUser, (*Handler).setLastResort},
 		{"GET", "/p2core/keypackage/{user_id}", accessUser, (*Handler).claimKeyPackages},
 		{"GET", "/p2core/keypackage/@me/status", accessUser, (*Handler).keyPackageStatus},
+		{"POST", "/p2core/session/auth", accessAnyone, (*Handler).sessionAuth},
 		{"GET", "/p2core/openapi.json", accessAnyone, (*Handler).openAPI},
 	}
 }
