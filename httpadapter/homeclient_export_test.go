@@ -1,0 +1,4 @@
+package httpadapter
+
+// RefuseNonPublic exposes the HomeClient's dial guard to tests.
+var RefuseNonPublic = refuseNonPublic
