@@ -18,7 +18,7 @@ import (
 // openAPI is the embedded description decoded into generic JSON.
 type openAPI = map[string]any
 
-func loadOpenAPI(t *testing.T) openAPI {
+func loadOpenAPI(t testing.TB) openAPI {
 	t.Helper()
 	var doc openAPI
 	dec := json.NewDecoder(bytes.NewReader(httpadapter.OpenAPI()))
@@ -34,7 +34,7 @@ var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "p
 
 // resolve follows a local "$ref" (a JSON pointer into doc) until it
 // reaches a node that is not a reference.
-func resolve(t *testing.T, doc openAPI, node any) any {
+func resolve(t testing.TB, doc openAPI, node any) any {
 	t.Helper()
 	for range 16 {
 		m, ok := node.(map[string]any)
@@ -91,7 +91,7 @@ func walk(node any, at string, fn func(at string, m map[string]any)) {
 	}
 }
 
-func obj(t *testing.T, v any, what string) map[string]any {
+func obj(t testing.TB, v any, what string) map[string]any {
 	t.Helper()
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -267,6 +267,13 @@ func checkOperation(t *testing.T, doc openAPI, rt httpadapter.RouteInfo, op map[
 			t.Errorf("%s: authenticated route without 401 P2CORE_UNAUTHORIZED", name)
 		}
 	}
+	// Every route is rate limited: per session or per client address.
+	if !hasCode(t, doc, responses, "429", "P2CORE_RATE_LIMITED") {
+		t.Errorf("%s: no 429 P2CORE_RATE_LIMITED", name)
+	}
+	if rt.Access != "anyone" && !hasCode(t, doc, responses, "500", "P2CORE_INTERNAL") {
+		t.Errorf("%s: authenticated route without 500 (a failing Authenticator)", name)
+	}
 	if rt.Access == "admin" && !hasCode(t, doc, responses, "403", "P2CORE_NOT_ADMINISTRATOR") {
 		t.Errorf("%s: admin route without 403 P2CORE_NOT_ADMINISTRATOR", name)
 	}
@@ -274,7 +281,7 @@ func checkOperation(t *testing.T, doc openAPI, rt httpadapter.RouteInfo, op map[
 
 // errorExamples checks that an error response has the Error schema and
 // returns its example bodies (at least one).
-func errorExamples(t *testing.T, doc openAPI, what string, resp any) []map[string]any {
+func errorExamples(t testing.TB, doc openAPI, what string, resp any) []map[string]any {
 	t.Helper()
 	content := obj(t, obj(t, resp, what)["content"], what+" content")
 	media := obj(t, content["application/json"], what+" application/json")
@@ -304,6 +311,26 @@ func hasCode(t *testing.T, doc openAPI, responses map[string]any, status, code s
 		}
 	}
 	return false
+}
+
+// documentedCodes returns, for each status an operation documents, the
+// P2CORE_* codes of its examples (none for a success).
+func documentedCodes(t testing.TB, doc openAPI, op map[string]any) map[int]map[string]bool {
+	t.Helper()
+	out := map[int]map[string]bool{}
+	for status, r := range obj(t, op["responses"], "responses") {
+		n, err := strconv.Atoi(status)
+		if err != nil {
+			t.Fatalf("response key %q is not a status", status)
+		}
+		out[n] = map[string]bool{}
+		if n >= 400 {
+			for _, ex := range errorExamples(t, doc, status, resolve(t, doc, r)) {
+				out[n][ex["error"].(string)] = true
+			}
+		}
+	}
+	return out
 }
 
 func TestOpenAPIErrorSchemaListsEveryCodeAndEachIsDocumentedSomewhere(t *testing.T) {
@@ -354,9 +381,9 @@ func TestOpenAPIErrorSchemaListsEveryCodeAndEachIsDocumentedSomewhere(t *testing
 }
 
 // TestOpenAPIListsEveryStatusTheHandlerAnswers calls every route as
-// anonymous, user and admin with no body and with a malformed one, and
-// checks the status is documented for that operation (or is the generic
-// 404/405 of the description).
+// anonymous, user and admin with no body, a malformed one and one with an
+// unknown field, and checks that the status and the P2CORE_* code are
+// documented for that operation.
 func TestOpenAPIListsEveryStatusTheHandlerAnswers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	paths := obj(t, doc["paths"], "paths")
@@ -369,16 +396,25 @@ func TestOpenAPIListsEveryStatusTheHandlerAnswers(t *testing.T) {
 		if !ok {
 			continue // reported by TestOpenAPIDescribesExactlyTheRoutesOfTheMux
 		}
-		responses := obj(t, op["responses"], "responses")
+		documented := documentedCodes(t, doc, op)
 		path := strings.ReplaceAll(rt.Path, "{user_id}", user.id.String())
 		for _, token := range []string{"", user.token, admin.token} {
 			for _, body := range []string{"", "{", `{"unknown":1}`} {
 				status, hdr, got := e.raw(rt.Method, path, token, body)
-				if _, ok := responses[strconv.Itoa(status)]; !ok {
+				codes, ok := documented[status]
+				if !ok {
 					t.Errorf("%s %s with body %q: status %d (%s) is not in the description", rt.Method, rt.Path, body, status, got)
+					continue
 				}
-				if status >= 400 && !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+				if status < 400 {
+					continue
+				}
+				if !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 					t.Errorf("%s %s: error %d is %s, not JSON", rt.Method, rt.Path, status, hdr.Get("Content-Type"))
+				}
+				var eb struct{ Error string }
+				if err := json.Unmarshal(got, &eb); err != nil || !codes[eb.Error] {
+					t.Errorf("%s %s with body %q: %d %s is not documented for that status", rt.Method, rt.Path, body, status, got)
 				}
 			}
 		}
