@@ -16,6 +16,11 @@
 //	-domain DOMAIN         the server's domain (default home.localhost)
 //	-admin NAME            make this username an administrator (repeatable)
 //	-insecure-federation   allow http:// server URLs (loopback tests)
+//	-self-url URL          this server's URL, which foreign users' federation
+//	                       tokens name (default http://ADDR with
+//	                       -insecure-federation, else https://DOMAIN)
+//	-home DOMAIN=URL       the home server of DOMAIN is at URL (repeatable;
+//	                       when given, only these domains are federated)
 //	-store bolt|postgres   storage backend (default bolt, in -data)
 //	-dsn DSN               PostgreSQL connection string for -store postgres
 //	                       (default $P2KIT_POSTGRES_DSN)

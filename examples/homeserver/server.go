@@ -34,6 +34,10 @@ type config struct {
 	// iterations is the PBKDF2 cost of new passwords; lowering it is for
 	// tests and load generation only.
 	iterations int
+	// selfURL is this server's URL, which foreign users' tokens name.
+	selfURL string
+	// homes is the static home resolver of -home DOMAIN=URL.
+	homes map[string]string
 }
 
 type stringList []string
@@ -54,8 +58,33 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
 	fs.BoolVar(&c.insecure, "insecure-federation", false, "allow http:// server URLs (loopback tests)")
 	fs.IntVar(&c.iterations, "pbkdf2-iterations", defaultPBKDF2Iterations, "PBKDF2 iterations for new passwords (lower only for tests)")
+	fs.StringVar(&c.selfURL, "self-url", "", "this server's public URL, which foreign users' federation tokens name (default http://ADDR with -insecure-federation, else https://DOMAIN)")
+	var homes stringList
+	fs.Var(&homes, "home", "DOMAIN=URL: the home server of DOMAIN is at URL, for loopback federation (repeatable; when given, only these domains are federated)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.selfURL == "" {
+		c.selfURL = "https://" + c.domain
+		if c.insecure {
+			host, port, err := net.SplitHostPort(c.addr)
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1" // listening on every address: name loopback
+			}
+			if err == nil {
+				c.selfURL = "http://" + net.JoinHostPort(host, port)
+			}
+		}
+	}
+	for _, h := range homes {
+		domain, u, ok := strings.Cut(h, "=")
+		if !ok || domain == "" || u == "" {
+			return c, fmt.Errorf("-home %q: want DOMAIN=URL", h)
+		}
+		if c.homes == nil {
+			c.homes = map[string]string{}
+		}
+		c.homes[strings.ToLower(domain)] = u
 	}
 	switch c.store {
 	case "bolt":
@@ -153,11 +182,22 @@ type app struct {
 
 func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logger) (*app, error) {
 	events := broker.New(broker.Options{})
+	accounts := newAccounts(store, c.domain, c.admins, c.iterations)
+	var resolver httpadapter.Resolver = httpadapter.DefaultResolver{}
+	if len(c.homes) > 0 {
+		resolver = httpadapter.StaticResolver(c.homes)
+	}
 	svc, err := p2core.NewService(store, p2core.Config{
 		Domain:                  c.domain,
 		Logger:                  logger,
 		Events:                  events,
 		AllowInsecureFederation: c.insecure,
+		SelfURL:                 c.selfURL,
+		Homes: httpadapter.NewHomeClient(httpadapter.HomeClientOptions{
+			Resolver: resolver, AllowInsecure: c.insecure, AllowPrivateAddresses: c.insecure}),
+		// Foreign users' local IDs come from the accounts' generator, so
+		// they never collide with local users'.
+		ForeignUserIDs: accounts.ids.Next,
 	})
 	if err != nil {
 		return nil, err
@@ -166,7 +206,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 		return nil, fmt.Errorf("server key: %w", err)
 	}
 	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
-	a.accounts = newAccounts(store, c.domain, c.admins, c.iterations)
+	a.accounts = accounts
 	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: a.accounts.isAdmin}
 	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Disabled: c.noLimits}})
 	a.mux.Handle("/p2core/", api)
