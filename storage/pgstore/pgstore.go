@@ -1,0 +1,402 @@
+// Package pgstore is a PostgreSQL p2core.Store (pgx/v5): several server
+// instances share one database, and every atomic Store method stays atomic
+// across them.
+//
+//	store, err := pgstore.Open(ctx, "postgres://p2kit@db.internal/p2kit", nil)
+//
+// # Schema
+//
+// Open creates and migrates its own tables (all named p2kit_*). Migrations
+// are versioned in p2kit_schema_migrations and run in one transaction that
+// first takes pg_advisory_xact_lock, so any number of instances may start
+// at once against an empty database: one migrates, the others wait and
+// find the work done. Open refuses a database migrated by a newer pgstore.
+// The tables live in Options.Schema, else in the first schema of the DSN's
+// search_path parameter (for example
+// "postgres://host/db?search_path=p2kit"), else in the connection's
+// default schema (normally public); a named schema is created if missing.
+// Open therefore needs the CREATE privilege the first time.
+//
+// # How the atomic methods are made atomic
+//
+//   - RedeemToken is one DELETE ... WHERE hash AND server AND expires_at >
+//     now RETURNING; the same statement deletes the token when it has
+//     expired. Of concurrent redemptions one deletes the row and the others
+//     find nothing.
+//   - Init keys are unique through the primary key of p2kit_init_keys,
+//     which holds every live init key: stored KeyPackages, last resorts and
+//     handed-out KeyPackages (until their NotAfter). Two uploads of one init
+//     key race on that index, so exactly one wins. An upload takes the
+//     session's p2kit_kp_sessions row lock (an upsert) before counting
+//     against the cap, so concurrent uploads cannot overshoot it; it stores
+//     all its KeyPackages in one transaction or none.
+//   - ClaimKeyPackages is one transaction. For every session it deletes the
+//     oldest claimable KeyPackage chosen with FOR UPDATE SKIP LOCKED (so
+//     concurrent claimers take different rows instead of queueing on one)
+//     and marks its init key handed out in the same statement. When that
+//     finds nothing although claimable rows exist, they are all locked by
+//     concurrent claimers: the claim then waits for them with a plain FOR
+//     UPDATE and takes whichever survives (a claimer that rolls back leaves
+//     its row), and only when none does is the last resort handed out. So
+//     no KeyPackage is handed out twice, and the last resort is never
+//     handed out while a regular KeyPackage remains. The one relaxation:
+//     when a claimer rolls back, a concurrent claim may already have taken
+//     a younger KeyPackage than the one left behind.
+//   - PutIDCert and EndSession serialise per session on a p2kit_cert_heads
+//     row; a partial unique index guarantees one current cert per session.
+//   - AddServerKey is a compare-and-swap: the current key's row is updated
+//     (retired) only if its fingerprint is the expected one, and the first
+//     key takes a fixed primary key, so of racing instances one wins and
+//     the others get ErrConflict.
+//   - UserIDForFID is INSERT ... ON CONFLICT DO NOTHING, then SELECT.
+//
+// Serialisation failures (40001) and deadlocks (40P01) are retried a
+// bounded number of times (Options.MaxRetries). Unique violations (23505)
+// become p2core.ErrConflict, or p2core.ErrDuplicateKeyPackage for init keys.
+//
+// # Context
+//
+// Every method returns an error matching ctx.Err() when ctx is done before
+// it starts, and passes ctx to every statement. A multi-statement method
+// runs in one transaction and checks ctx again before COMMIT, which it then
+// sends without cancellation (bounded by a timeout): once the work is done
+// it is committed and reported, not lost to a late cancel.
+//
+// # Portability
+//
+// The SQL uses standard types (BYTEA, BIGINT, INTEGER, SMALLINT, BOOLEAN,
+// TEXT, TIMESTAMPTZ), no PL/pgSQL, triggers, LISTEN/NOTIFY or sequences
+// shared between tables, and orders text in Go rather than by collation.
+// PostgreSQL-specific constructs, each also offered by YugabyteDB and (except
+// where noted) CockroachDB: pg_advisory_xact_lock for the migration lock
+// (a no-op on CockroachDB: start the first instance alone there), FOR
+// UPDATE SKIP LOCKED, INSERT ... ON CONFLICT, data-modifying WITH queries,
+// multi-argument unnest WITH ORDINALITY, partial unique indexes, and
+// search_path for the schema. Statements are prepared and cached per
+// connection (pgx's default); behind PgBouncer in transaction mode, set
+// default_query_exec_mode=exec in the DSN.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// Options tunes a Store. The zero value (or a nil *Options) gives the
+// documented defaults.
+type Options struct {
+	// MaxConns is the size of the connection pool. Zero means the DSN's
+	// pool_max_conns parameter when set, else pgxpool's default (the larger
+	// of 4 and the number of CPUs).
+	MaxConns int32
+	// Schema is the PostgreSQL schema that holds the tables; Open creates
+	// it if it does not exist and sets every connection's search_path to
+	// it. Empty means the first schema named by the DSN's search_path
+	// parameter (created if missing), or else the connection's default
+	// schema (normally public).
+	Schema string
+	// StatementTimeout makes the server abort any statement that runs
+	// longer (statement_timeout). Zero leaves the server's setting, which
+	// is no limit by default.
+	StatementTimeout time.Duration
+	// MaxRetries is how many times an operation is retried after a
+	// serialisation failure or a deadlock. Zero means 8; negative means no
+	// retries.
+	MaxRetries int
+}
+
+// defaultMaxRetries is Options.MaxRetries when zero.
+const defaultMaxRetries = 8
+
+// commitTimeout bounds a COMMIT, which is sent without the caller's
+// cancellation (see the package doc).
+const commitTimeout = 30 * time.Second
+
+// Store is a p2core.Store kept in PostgreSQL. It is safe for concurrent use
+// by any number of goroutines and, sharing one database, by any number of
+// processes. Create it with Open.
+type Store struct {
+	pool       *pgxpool.Pool
+	maxRetries int
+	closed     atomic.Bool
+	closeOnce  sync.Once
+}
+
+// The compiler checks that *Store is a p2core.Store.
+var _ p2core.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn (a libpq URL or key=value
+// string, as pgx accepts), creates or migrates the schema, and returns the
+// Store. It fails if the database cannot be reached, the schema cannot be
+// migrated, or the database was migrated by a newer version of pgstore.
+// opts may be nil.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = defaultMaxRetries
+	} else if o.MaxRetries < 0 {
+		o.MaxRetries = 0
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: parse DSN: %w", err)
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	schema := o.Schema
+	if schema != "" {
+		rp["search_path"] = pgx.Identifier{schema}.Sanitize()
+	} else {
+		schema = firstSchema(rp["search_path"])
+	}
+	if o.StatementTimeout > 0 {
+		rp["statement_timeout"] = strconv.FormatInt(max(o.StatementTimeout.Milliseconds(), 1), 10)
+	}
+	if rp["application_name"] == "" {
+		rp["application_name"] = "p2kit"
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: connect: %w", err)
+	}
+	s := &Store{pool: pool, maxRetries: o.MaxRetries}
+	if err := s.migrate(ctx, schema); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// firstSchema returns the first schema of a search_path setting, unquoted,
+// or "" when there is none or it is "$user".
+func firstSchema(searchPath string) string {
+	first, _, _ := strings.Cut(searchPath, ",")
+	first = strings.TrimSpace(first)
+	if len(first) >= 2 && first[0] == '"' && first[len(first)-1] == '"' {
+		first = strings.ReplaceAll(first[1:len(first)-1], `""`, `"`)
+	}
+	if first == "$user" {
+		return ""
+	}
+	return first
+}
+
+// Close closes the connection pool, waiting for calls in progress to
+// release their connections. Later calls return p2core.ErrClosed. It is
+// safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.pool.Close()
+	})
+	return nil
+}
+
+// enter is called first by every method: a done ctx or a closed store
+// refuses the call before anything is sent.
+func (s *Store) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return p2core.ErrClosed
+	}
+	return nil
+}
+
+// fail translates an error of operation op at the backend boundary: a done
+// ctx wins (so errors.Is(err, context.Canceled) holds), then a closed
+// store; p2core sentinels pass through; a unique violation becomes
+// ErrConflict; anything else is wrapped as an internal failure.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("pgstore: %s: %w", op, cerr)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("pgstore: %s: %w", op, p2core.ErrClosed)
+	}
+	if isSentinel(err) {
+		return err
+	}
+	if pgCode(err) == "23505" {
+		return fmt.Errorf("pgstore: %s: %w (%v)", op, p2core.ErrConflict, constraintName(err))
+	}
+	return fmt.Errorf("pgstore: %s: %w", op, err)
+}
+
+// isSentinel reports whether err already carries a p2core Store sentinel.
+func isSentinel(err error) bool {
+	for _, target := range []error{p2core.ErrNotFound, p2core.ErrConflict, p2core.ErrTokenInvalid,
+		p2core.ErrDuplicateKeyPackage, p2core.ErrTooManyKeyPackages, p2core.ErrClosed} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// pgCode returns the SQLSTATE of a server error, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func constraintName(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.ConstraintName
+	}
+	return ""
+}
+
+// retryable reports whether a transaction that failed with err may simply
+// be run again: a serialisation failure or a detected deadlock.
+func retryable(err error) bool {
+	switch pgCode(err) {
+	case "40001", "40P01":
+		return true
+	}
+	return false
+}
+
+// backoff sleeps before retry attempt n (from 1), or returns early when ctx
+// is done.
+func backoff(ctx context.Context, n int) {
+	d := time.Duration(n) * time.Millisecond
+	d += rand.N(d + time.Millisecond)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// querier is what both the pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// do runs a single-statement operation (atomic by itself), retrying it on
+// serialisation failures and deadlocks.
+func (s *Store) do(ctx context.Context, op string, fn func(q querier) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := fn(s.pool)
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
+			backoff(ctx, attempt+1)
+			continue
+		}
+		return s.fail(ctx, op, err)
+	}
+}
+
+// tx runs fn in one READ COMMITTED transaction and commits it, retrying
+// the whole transaction on serialisation failures and deadlocks (so fn must
+// reset anything it accumulates). An error from fn rolls back. ctx is
+// checked before COMMIT; the COMMIT itself is not cancelled.
+func (s *Store) tx(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.runTx(ctx, fn)
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
+			backoff(ctx, attempt+1)
+			continue
+		}
+		return s.fail(ctx, op, err)
+	}
+}
+
+func (s *Store) runTx(ctx context.Context, fn func(tx pgx.Tx) error) (err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+			_ = tx.Rollback(rctx)
+			cancel()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	return tx.Commit(cctx)
+}
+
+// ts normalises a time as stored: microsecond precision, UTC.
+func ts(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+
+// nullTime maps the zero time to SQL NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := ts(t)
+	return &u
+}
+
+// fromNull maps SQL NULL back to the zero time; other times come back in
+// UTC.
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// nn makes a nil slice an empty one, for NOT NULL BYTEA columns.
+func nn(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// orNil returns nil for an empty slice, as every backend returns empty
+// byte fields.
+func orNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// uid stores a user ID (a uint64 Snowflake) in a BIGINT, bit for bit.
+func uid(u p2core.UserID) int64 { return int64(u) }

@@ -1,0 +1,270 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/storage/pgstore"
+	"github.com/p2kit/p2kit/storage/storetest"
+)
+
+// envDSN names the variable that points the tests at a PostgreSQL database.
+const envDSN = "P2KIT_POSTGRES_DSN"
+
+// testDSN returns the database the tests use, or skips the test.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(envDSN)
+	if dsn == "" {
+		t.Skipf("set %s to a PostgreSQL connection string to run the pgstore tests (CI: source .ci/postgres.sh && pg_start)", envDSN)
+	}
+	return dsn
+}
+
+// admin is one pool per test binary for setting up and dropping schemas.
+var admin = sync.OnceValues(func() (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(os.Getenv(envDSN))
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = 4
+	return pgxpool.NewWithConfig(context.Background(), cfg)
+})
+
+func adminPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	p, err := admin()
+	if err != nil {
+		t.Fatalf("admin pool: %v", err)
+	}
+	return p
+}
+
+var schemaSeq atomic.Int64
+
+// freshSchema names a schema no other test (in this or another process)
+// uses, and drops it when the test ends, after the cleanups registered
+// later (such as closing the store) have run.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("p2kit_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := adminPool(t).Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{name}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// openStore opens a store in schema and closes it when the test ends.
+func openStore(t testing.TB, schema string, opts *pgstore.Options) *pgstore.Store {
+	t.Helper()
+	o := pgstore.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Schema = schema
+	s, err := pgstore.Open(context.Background(), testDSN(t), &o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// emptyingFactory returns a conformance factory that gives every test the
+// same migrated schema, emptied first: storetest runs its tests one at a
+// time, and deleting a few rows is much faster than creating and dropping
+// a schema per test. The schema is dropped when t ends.
+func emptyingFactory(t *testing.T) func(t *testing.T) p2core.Store {
+	schema := freshSchema(t)
+	openStore(t, schema, nil).Close()
+	rows, err := adminPool(t).Query(t.Context(), `SELECT tablename FROM pg_tables
+		WHERE schemaname = $1 AND tablename <> 'p2kit_schema_migrations'`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(tables) == 0 {
+		t.Fatalf("list tables of %s: %v %v", schema, tables, err)
+	}
+	var empty strings.Builder
+	for _, tb := range tables {
+		fmt.Fprintf(&empty, "DELETE FROM %s;", pgx.Identifier{schema, tb}.Sanitize())
+	}
+	return func(t *testing.T) p2core.Store {
+		if _, err := adminPool(t).Exec(t.Context(), empty.String()); err != nil {
+			t.Fatalf("empty schema %s: %v", schema, err)
+		}
+		return openStore(t, schema, nil)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	testDSN(t)
+	storetest.Run(t, emptyingFactory(t))
+}
+
+func TestPersistent(t *testing.T) {
+	testDSN(t)
+	var mu sync.Mutex
+	schemas := map[string]string{} // test dir -> schema
+	storetest.RunPersistent(t, func(t *testing.T, dir string) p2core.Store {
+		mu.Lock()
+		schema, ok := schemas[dir]
+		if !ok {
+			schema = freshSchema(t)
+			schemas[dir] = schema
+		}
+		mu.Unlock()
+		return openStore(t, schema, nil)
+	})
+}
+
+func TestConcurrentOpensOfEmptySchemaAllSucceedAndMigrateOnce(t *testing.T) {
+	testDSN(t)
+	schema := freshSchema(t)
+	const n = 8
+	errs := make([]error, n)
+	stores := make([]*pgstore.Store, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			stores[i], errs[i] = pgstore.Open(t.Context(), testDSN(t), &pgstore.Options{Schema: schema})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	var rows, version int64
+	err := adminPool(t).QueryRow(t.Context(), `SELECT count(*), max(version) FROM `+
+		pgx.Identifier{schema, "p2kit_schema_migrations"}.Sanitize()).Scan(&rows, &version)
+	if err != nil {
+		t.Fatalf("read migrations: %v", err)
+	}
+	if rows != pgstore.SchemaVersion || version != pgstore.SchemaVersion {
+		t.Fatalf("p2kit_schema_migrations has %d rows up to version %d, want %d up to %d", rows, version, pgstore.SchemaVersion, pgstore.SchemaVersion)
+	}
+	// Every store works on the shared schema.
+	for i, s := range stores {
+		key := fmt.Sprint("k", i)
+		if err := s.PutSetting(t.Context(), key, []byte{byte(i)}); err != nil {
+			t.Fatalf("store %d: PutSetting: %v", i, err)
+		}
+		if _, err := stores[(i+1)%n].Setting(t.Context(), key); err != nil {
+			t.Fatalf("store %d: Setting written by store %d: %v", (i+1)%n, i, err)
+		}
+	}
+}
+
+func TestReopenOfMigratedSchemaKeepsDataAndVersion(t *testing.T) {
+	testDSN(t)
+	schema := freshSchema(t)
+	s := openStore(t, schema, nil)
+	if err := s.PutSetting(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, schema, nil)
+	got, err := s.Setting(t.Context(), "k")
+	if err != nil || string(got) != "v" {
+		t.Fatalf("Setting after reopen: %q, %v", got, err)
+	}
+}
+
+func TestOpenRefusesSchemaOfNewerVersion(t *testing.T) {
+	testDSN(t)
+	schema := freshSchema(t)
+	openStore(t, schema, nil).Close()
+	if _, err := adminPool(t).Exec(t.Context(), `INSERT INTO `+pgx.Identifier{schema, "p2kit_schema_migrations"}.Sanitize()+
+		` (version, name) VALUES ($1, 'from the future')`, pgstore.SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgstore.Open(t.Context(), testDSN(t), &pgstore.Options{Schema: schema})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a schema migrated by a newer pgstore succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open: got %v, want an error saying the schema is newer", err)
+	}
+}
+
+func TestSchemaFromDSNSearchPathIsCreatedAndUsed(t *testing.T) {
+	dsn := testDSN(t)
+	schema := freshSchema(t)
+	s, err := pgstore.Open(t.Context(), withParam(t, dsn, "search_path", schema), nil)
+	if err != nil {
+		t.Fatalf("Open with search_path in the DSN: %v", err)
+	}
+	defer s.Close()
+	if err := s.PutSetting(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := adminPool(t).QueryRow(t.Context(), `SELECT count(*) FROM `+pgx.Identifier{schema, "p2kit_settings"}.Sanitize()).Scan(&n); err != nil {
+		t.Fatalf("read the setting from the DSN's schema: %v", err)
+	}
+	if n != 1 {
+		t.Fatalf("%d settings in schema %s, want 1", n, schema)
+	}
+}
+
+func TestOpenWithCancelledContextFails(t *testing.T) {
+	testDSN(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	s, err := pgstore.Open(ctx, testDSN(t), &pgstore.Options{Schema: freshSchema(t)})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with a cancelled context succeeded")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open: got %v, want an error matching context.Canceled", err)
+	}
+}
+
+func TestOpenWithBadDSNFails(t *testing.T) {
+	if _, err := pgstore.Open(t.Context(), "postgres://%zz", nil); err == nil {
+		t.Fatal("Open with an unparsable DSN succeeded")
+	}
+}
+
+// withParam adds a connection parameter to a URL or key=value DSN.
+func withParam(t testing.TB, dsn, key, value string) string {
+	t.Helper()
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("parse DSN: %v", err)
+		}
+		q := u.Query()
+		q.Set(key, value)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " " + key + "='" + value + "'"
+}

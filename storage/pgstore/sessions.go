@@ -1,0 +1,148 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// CreateSession implements p2core.SessionStore: ErrConflict when the user
+// has a session with that SessionID or another session has the token hash.
+func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
+	return s.do(ctx, "CreateSession", func(q querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO p2kit_sessions (user_id, session_id, fid, token_hash, created_at, home)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			uid(in.UserID), string(in.SessionID), string(in.FID), in.TokenHash[:], ts(in.CreatedAt), in.Home)
+		return err
+	})
+}
+
+const sessionColumns = `user_id, session_id, fid, token_hash, created_at, home`
+
+func scanSession(row pgx.Row) (p2core.Session, error) {
+	var (
+		ss   p2core.Session
+		user int64
+		hash []byte
+	)
+	if err := row.Scan(&user, &ss.SessionID, &ss.FID, &hash, &ss.CreatedAt, &ss.Home); err != nil {
+		return p2core.Session{}, err
+	}
+	ss.UserID = p2core.UserID(user)
+	copy(ss.TokenHash[:], hash)
+	ss.CreatedAt = ss.CreatedAt.UTC()
+	return ss, nil
+}
+
+// SessionByToken implements p2core.SessionStore: ErrNotFound for an unknown
+// hash.
+func (s *Store) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Session, error) {
+	var ss p2core.Session
+	err := s.do(ctx, "SessionByToken", func(q querier) error {
+		var err error
+		ss, err = scanSession(q.QueryRow(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, hash[:]))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pgstore: session: %w", p2core.ErrNotFound)
+		}
+		return err
+	})
+	return ss, err
+}
+
+// Sessions implements p2core.SessionStore: oldest first (ties in creation
+// order), empty when there are none.
+func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
+	var out []p2core.Session
+	err := s.do(ctx, "Sessions", func(q querier) error {
+		out = []p2core.Session{}
+		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions
+			WHERE user_id = $1 ORDER BY created_at, seq`, uid(user))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			ss, err := scanSession(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, ss)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EndSession implements p2core.SessionStore in one transaction: it removes
+// the session, its KeyPackages (freeing their init keys) and its last
+// resort (whose init key stays blocked until its NotAfter if it was handed
+// out), and supersedes its current ID-Cert at now.
+func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) error {
+	now = ts(now)
+	u, id := uid(user), string(sid)
+	return s.tx(ctx, "EndSession", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM p2kit_sessions WHERE user_id = $1 AND session_id = $2`, u, id); err != nil {
+			return err
+		}
+		// Deleting the session's KeyPackage row first takes its lock, so an
+		// upload to this session runs wholly before or after.
+		var (
+			lrKey      []byte
+			lrNotAfter *time.Time
+			lrUsed     bool
+		)
+		err := tx.QueryRow(ctx, `DELETE FROM p2kit_kp_sessions WHERE user_id = $1 AND session_id = $2
+			RETURNING lr_init_key, lr_not_after, lr_used`, u, id).Scan(&lrKey, &lrNotAfter, &lrUsed)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if _, err := tx.Exec(ctx, `WITH gone AS (
+					DELETE FROM p2kit_key_packages WHERE user_id = $1 AND session_id = $2 RETURNING init_key
+				)
+				DELETE FROM p2kit_init_keys i USING gone WHERE i.init_key = gone.init_key AND i.kind = 1`, u, id); err != nil {
+				return err
+			}
+			if lrKey != nil {
+				if err := releaseLastResort(ctx, tx, lrKey, lrUsed, fromNull(lrNotAfter), now); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM p2kit_cert_heads WHERE user_id = $1 AND session_id = $2`, u, id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE p2kit_id_certs SET superseded_at = $3
+			WHERE user_id = $1 AND session_id = $2 AND superseded_at IS NULL`, u, id, now)
+		return err
+	})
+}
+
+// UserIDForFID implements p2core.SessionStore: the first caller's candidate
+// wins, and every caller (on any instance) reads the winner.
+func (s *Store) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
+	var id int64
+	err := s.do(ctx, "UserIDForFID", func(q querier) error {
+		// ON CONFLICT DO NOTHING waits for a concurrent insert of the
+		// same FID to commit or roll back, so the SELECT (a new snapshot)
+		// sees the winner.
+		if _, err := q.Exec(ctx, `INSERT INTO p2kit_fids (fid, user_id) VALUES ($1, $2) ON CONFLICT (fid) DO NOTHING`,
+			string(fid), uid(candidate)); err != nil {
+			return err
+		}
+		return q.QueryRow(ctx, `SELECT user_id FROM p2kit_fids WHERE fid = $1`, string(fid)).Scan(&id)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return p2core.UserID(id), nil
+}
