@@ -1,0 +1,222 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// Layout. Top-level buckets (fixed-width integers are big-endian; times
+// are microseconds since the Unix epoch as a sign-flipped uint64, so they
+// sort as bytes; "|" is concatenation):
+//
+//	meta            "format" -> version
+//	tokens          hash(32) -> token
+//	tokens_by_user  user(8)|hash(32) -> ""
+//	settings        'k'|key -> 'v'|value
+//	sessions        user(8)|session -> session record (with arrival seq)
+//	session_tokens  hash(32) -> user(8)|session
+//	fids            'f'|fid -> user(8)
+//	certs           user(8)|issued(8)|serial -> cert record
+//	cert_serials    's'|serial -> key in certs
+//	cert_current    user(8)|session -> key in certs
+//	server_keys     seq(8) -> server key record
+//	keypackages     user(8)|session -> bucket of that session:
+//	    q   suite(2)|seq(8) -> KeyPackage (oldest first per suite)
+//	    x   notAfter(8)|seq(8) -> suite(2) (expiry index: counts)
+//	    n   number of regular KeyPackages (expired included)
+//	    lr  last resort record
+//	    u   present when the last resort was handed out since it was set
+//	init_keys       'i'|initKey -> notAfter(8)|kind(1)|seq(8)|suite(2)|user(8)|session
+//	init_key_expiry notAfter(8)|initKey -> ""
+//
+// An init_keys entry says where its KeyPackage is stored (kind 'r': the
+// regular KeyPackage at suite|seq of the session, kind 'l': the session's
+// last resort). When that KeyPackage is no longer there it was handed out,
+// and the entry blocks the init key until notAfter. So a claim writes only
+// inside the session's bucket; purges walk init_key_expiry. Sequence
+// numbers come from the keypackages bucket and are never reused.
+const (
+	bMeta          = "meta"
+	bTokens        = "tokens"
+	bTokensByUser  = "tokens_by_user"
+	bSettings      = "settings"
+	bSessions      = "sessions"
+	bSessionTokens = "session_tokens"
+	bFIDs          = "fids"
+	bCerts         = "certs"
+	bCertSerials   = "cert_serials"
+	bCertCurrent   = "cert_current"
+	bServerKeys    = "server_keys"
+	bKeyPackages   = "keypackages"
+	bInitKeys      = "init_keys"
+	bInitKeyExpiry = "init_key_expiry"
+
+	kFormat = "format"
+	kQueue  = "q"
+	kExpiry = "x"
+	kCount  = "n"
+	kLR     = "lr"
+	kLRUsed = "u"
+)
+
+// Kinds of init_keys entries.
+const (
+	kindRegular    byte = 'r'
+	kindLastResort byte = 'l'
+)
+
+func topBuckets() []string {
+	return []string{bMeta, bTokens, bTokensByUser, bSettings, bSessions, bSessionTokens, bFIDs,
+		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKeyPackages, bInitKeys, bInitKeyExpiry}
+}
+
+// initBuckets creates the layout in a new file and checks the format of an
+// existing one.
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range topBuckets() {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket([]byte(bMeta))
+	v := meta.Get([]byte(kFormat))
+	if v == nil {
+		return meta.Put([]byte(kFormat), u64(formatVersion))
+	}
+	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
+		return fmt.Errorf("file has format %x, this version reads %d", v, formatVersion)
+	}
+	return nil
+}
+
+var errCorrupt = errors.New("boltstore: corrupt record")
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func u16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+
+// micros returns t as it is stored: sign-flipped microseconds since the
+// Unix epoch, which sort as unsigned big-endian bytes.
+func micros(t time.Time) uint64 { return uint64(t.UnixMicro()) ^ (1 << 63) }
+
+func timeKey(t time.Time) []byte { return u64(micros(t)) }
+
+func fromMicros(v uint64) time.Time { return time.UnixMicro(int64(v ^ (1 << 63))).UTC() }
+
+// trunc returns t as it would come back from the store, so comparisons
+// with stored times are made at stored precision.
+func trunc(t time.Time) time.Time { return fromMicros(micros(t)) }
+
+// cat concatenates parts into a new slice (bbolt keeps keys and values
+// until the transaction ends, so every key gets its own memory).
+func cat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func userSessionKey(user p2core.UserID, sid p2core.SessionID) []byte {
+	return cat(u64(uint64(user)), []byte(sid))
+}
+
+func initKeyKey(initKey []byte) []byte { return cat([]byte{'i'}, initKey) }
+
+// enc builds a record.
+type enc struct{ b []byte }
+
+func (e *enc) u64(v uint64)     { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *enc) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *enc) time(t time.Time) { e.u64(micros(t)) }
+func (e *enc) raw(b []byte)     { e.b = append(e.b, b...) }
+func (e *enc) bytes(b []byte) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(b)))
+	e.b = append(e.b, b...)
+}
+func (e *enc) str(s string)       { e.bytes([]byte(s)) }
+func (e *enc) fixed32(h [32]byte) { e.b = append(e.b, h[:]...) }
+
+// dec reads a record. Every read copies: the source is bbolt's memory,
+// valid only until its transaction ends. The first error sticks.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) take(n int) []byte {
+	if d.err != nil || n < 0 || n > len(d.b) {
+		d.err = errCorrupt
+		return nil
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) u64() uint64 {
+	p := d.take(8)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(p)
+}
+
+func (d *dec) u16() uint16 {
+	p := d.take(2)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint16(p)
+}
+
+func (d *dec) time() time.Time { return fromMicros(d.u64()) }
+
+func (d *dec) fixed32() (h [32]byte) {
+	copy(h[:], d.take(32))
+	return h
+}
+
+// view returns the next length-prefixed field without copying.
+func (d *dec) view() []byte {
+	if d.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)-k) {
+		d.err = errCorrupt
+		return nil
+	}
+	d.b = d.b[k:]
+	return d.take(int(n))
+}
+
+// bytes returns a copy of the next length-prefixed field; empty is nil.
+func (d *dec) bytes() []byte {
+	p := d.view()
+	if len(p) == 0 {
+		return nil
+	}
+	return bytes.Clone(p)
+}
+
+func (d *dec) str() string { return string(d.view()) }
+
+// done reports a decoding error or trailing bytes.
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCorrupt
+	}
+	return d.err
+}

@@ -1,0 +1,204 @@
+package boltstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+// Setting implements p2core.SettingsStore.
+func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bSettings)).Get(cat([]byte{'k'}, []byte(key)))
+		if len(v) == 0 {
+			return fmt.Errorf("boltstore: setting %q: %w", key, p2core.ErrNotFound)
+		}
+		out = append([]byte{}, v[1:]...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutSetting implements p2core.SettingsStore.
+func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error {
+	k := cat([]byte{'k'}, []byte(key))
+	v := cat([]byte{'v'}, value)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bSettings)).Put(k, v)
+	})
+}
+
+// session record: seq(8) created(8) tokenHash(32) fid home
+
+type sessionRec struct {
+	p2core.Session
+	seq uint64
+}
+
+func decodeSession(k, v []byte) (sessionRec, error) {
+	if len(k) < 8 {
+		return sessionRec{}, errCorrupt
+	}
+	d := dec{b: v}
+	var r sessionRec
+	r.UserID = p2core.UserID(binary.BigEndian.Uint64(k))
+	r.SessionID = p2core.SessionID(k[8:])
+	r.seq = d.u64()
+	r.CreatedAt = d.time()
+	r.TokenHash = d.fixed32()
+	r.FID = p2core.FID(d.str())
+	r.Home = d.str()
+	return r, d.done()
+}
+
+// CreateSession implements p2core.SessionStore.
+func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
+	key := userSessionKey(in.UserID, in.SessionID)
+	var e enc
+	e.time(in.CreatedAt)
+	e.fixed32(in.TokenHash)
+	e.str(string(in.FID))
+	e.str(in.Home)
+	rest := e.b
+	hash := in.TokenHash
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		ses := tx.Bucket([]byte(bSessions))
+		st := tx.Bucket([]byte(bSessionTokens))
+		if ses.Get(key) != nil {
+			return fmt.Errorf("boltstore: session %q of user %d exists: %w", in.SessionID, in.UserID, p2core.ErrConflict)
+		}
+		if st.Get(hash[:]) != nil {
+			return fmt.Errorf("boltstore: session token hash in use: %w", p2core.ErrConflict)
+		}
+		seq, err := ses.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := ses.Put(key, cat(u64(seq), rest)); err != nil {
+			return err
+		}
+		return st.Put(hash[:], key)
+	})
+}
+
+// SessionByToken implements p2core.SessionStore.
+func (s *Store) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Session, error) {
+	var out sessionRec
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		key := tx.Bucket([]byte(bSessionTokens)).Get(hash[:])
+		if key == nil {
+			return fmt.Errorf("boltstore: session: %w", p2core.ErrNotFound)
+		}
+		v := tx.Bucket([]byte(bSessions)).Get(key)
+		if v == nil {
+			return errCorrupt
+		}
+		var err error
+		out, err = decodeSession(key, v)
+		return err
+	})
+	if err != nil {
+		return p2core.Session{}, err
+	}
+	return out.Session, nil
+}
+
+// Sessions implements p2core.SessionStore.
+func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
+	var recs []sessionRec
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		prefix := u64(uint64(user))
+		c := tx.Bucket([]byte(bSessions)).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			r, err := decodeSession(k, v)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(recs, func(a, b sessionRec) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	out := make([]p2core.Session, len(recs))
+	for i, r := range recs {
+		out[i] = r.Session
+	}
+	return out, nil
+}
+
+// EndSession implements p2core.SessionStore.
+func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) error {
+	now = trunc(now)
+	key := userSessionKey(user, sid)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		changed := false
+		ses := tx.Bucket([]byte(bSessions))
+		if v := ses.Get(key); v != nil {
+			r, err := decodeSession(key, v)
+			if err != nil {
+				return err
+			}
+			if err := ses.Delete(key); err != nil {
+				return err
+			}
+			if err := tx.Bucket([]byte(bSessionTokens)).Delete(r.TokenHash[:]); err != nil {
+				return err
+			}
+			changed = true
+		}
+		removed, err := deleteKeyPackageSession(tx, key, now)
+		if err != nil {
+			return err
+		}
+		ended, err := endCurrentCert(tx, key, now)
+		if err != nil {
+			return err
+		}
+		if !changed && !removed && !ended {
+			return errNoChange
+		}
+		return nil
+	})
+}
+
+// UserIDForFID implements p2core.SessionStore.
+func (s *Store) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
+	key := cat([]byte{'f'}, []byte(fid))
+	var out p2core.UserID
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bFIDs))
+		if v := b.Get(key); v != nil {
+			if len(v) != 8 {
+				return errCorrupt
+			}
+			out = p2core.UserID(binary.BigEndian.Uint64(v))
+			return errNoChange
+		}
+		out = candidate
+		return b.Put(key, u64(uint64(candidate)))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return out, nil
+}
