@@ -160,8 +160,10 @@ func (c Config) withDefaults() Config {
 		c.HomeKeyTTL = DefaultHomeKeyTTL
 	}
 	if c.ForeignUserIDs == nil {
+		// crypto/rand, not c.Rand: a worker number is no secret, and a
+		// deterministic test Rand should feed tokens and keys only.
 		var w [2]byte
-		_, _ = io.ReadFull(c.Rand, w[:])
+		_, _ = rand.Read(w[:])
 		c.ForeignUserIDs = NewSnowflakes(uint16(w[0])<<8|uint16(w[1]), nil).Next
 	}
 	return c

@@ -154,6 +154,9 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	if err != nil {
 		return "", Session{}, fmt.Errorf("map foreign FID: %w", err)
 	}
+	if user == 0 {
+		return "", Session{}, errors.New("map foreign FID: user ID 0 (Config.ForeignUserIDs returned 0)")
+	}
 	serial := cert.Serial.String()
 	if err := s.checkSerialUnused(ctx, user, serial, cert.IssuedAt); err != nil {
 		return "", Session{}, err
