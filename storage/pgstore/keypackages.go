@@ -194,8 +194,8 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 // handed out, all in one statement. It returns one row per session of the
 // user: the claimed KeyPackage (NULLs when none), the number of the
 // session's unexpired regular KeyPackages in the statement's snapshot
-// (which still counts the claimed one), and how many of those match the
-// suite.
+// (which still counts the claimed one), and, when none was claimed,
+// whether some would match (they are all locked by concurrent claims).
 const claimSQL = `WITH pick AS (
 	SELECT k.user_id, k.session_id, k.seq
 	FROM p2kit_kp_sessions s
@@ -218,9 +218,9 @@ const claimSQL = `WITH pick AS (
 SELECT s.session_id, c.cipher_suite, c.ref, c.init_key, c.data, c.not_after, c.uploaded_at,
 	(SELECT count(*) FROM p2kit_key_packages a
 		WHERE a.user_id = $1 AND a.session_id = s.session_id AND a.not_after > $2),
-	(SELECT count(*) FROM p2kit_key_packages a
+	CASE WHEN c.session_id IS NULL THEN EXISTS (SELECT 1 FROM p2kit_key_packages a
 		WHERE a.user_id = $1 AND a.session_id = s.session_id AND a.not_after > $2
-			AND ($3::INTEGER = 0 OR a.cipher_suite = $3::INTEGER))
+			AND ($3::INTEGER = 0 OR a.cipher_suite = $3::INTEGER)) ELSE FALSE END
 FROM p2kit_kp_sessions s LEFT JOIN claimed c ON c.session_id = s.session_id
 WHERE s.user_id = $1`
 
@@ -342,7 +342,7 @@ func (c *claim) batched(ctx context.Context, tx pgx.Tx) error {
 		var (
 			sid        string
 			r          claimRow
-			candidates int64
+			candidates bool
 		)
 		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &candidates); err != nil {
 			rows.Close()
@@ -356,7 +356,7 @@ func (c *claim) batched(ctx context.Context, tx pgx.Tx) error {
 			continue
 		}
 		rest = append(rest, sid)
-		wait[sid] = candidates > 0 // every candidate is locked by a concurrent claim
+		wait[sid] = candidates // every candidate is locked by a concurrent claim
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

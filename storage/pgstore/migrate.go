@@ -130,7 +130,6 @@ var migrations = []migration{
 			uploaded_at  TIMESTAMPTZ NOT NULL,
 			PRIMARY KEY (user_id, session_id, seq)
 		)`,
-		`CREATE INDEX p2kit_key_packages_supply_idx ON p2kit_key_packages (user_id, session_id, not_after)`,
 		`CREATE INDEX p2kit_key_packages_expiry_idx ON p2kit_key_packages (not_after)`,
 	}},
 }
