@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// spec is one thing to measure: an operation and, for operations that
+// consume pre-seeded items, how to fill their pool.
+type spec struct {
+	name string
+	// setup runs once before calibration (accounts, captured bodies).
+	setup func(ctx context.Context) error
+	// prepare makes sure at least need unused items are pooled; nil for
+	// operations that consume nothing.
+	prepare func(ctx context.Context, need int) error
+	// calib is the pool size of the calibration run (default 2000).
+	calib int
+	op    func(ctx context.Context, w int) error
+}
+
+// measurer runs specs with the command line's timing.
+type measurer struct {
+	warmup, duration time.Duration
+	progress         func(format string, args ...any)
+}
+
+// measure runs sp at the given concurrency. A spec with a pool first runs
+// a calibration phase capped at its calibration pool, then fills the pool
+// to twice what warm-up and window need at the calibrated rate, and
+// caps the measured phase at that pool so it can never run dry.
+func (m measurer) measure(ctx context.Context, sp spec, workers int, proc *procWatch) (stats, error) {
+	if sp.setup != nil {
+		if err := sp.setup(ctx); err != nil {
+			return stats{}, fmt.Errorf("%s: set-up: %w", sp.name, err)
+		}
+	}
+	var maxReq int64
+	if sp.prepare != nil {
+		calib := sp.calib
+		if calib == 0 {
+			calib = 2000
+		}
+		calib = max(calib, 4*workers)
+		if err := sp.prepare(ctx, calib); err != nil {
+			return stats{}, fmt.Errorf("%s: seeding: %w", sp.name, err)
+		}
+		cd := min(max(m.duration/5, 100*time.Millisecond), time.Second)
+		st := phase{workers: workers, duration: cd, maxRequests: int64(calib), op: sp.op}.run(ctx)
+		if st.requests > 0 && st.errors == st.requests {
+			return stats{}, fmt.Errorf("%s: every calibration request failed: %v", sp.name, st.errMsgs)
+		}
+		rate := st.rps()
+		if rate == 0 {
+			rate = float64(calib) / cd.Seconds()
+		}
+		need := int(rate*(m.warmup+m.duration).Seconds()*2) + 4*workers + 100
+		if err := sp.prepare(ctx, need); err != nil {
+			return stats{}, fmt.Errorf("%s: seeding: %w", sp.name, err)
+		}
+		maxReq = int64(need)
+	}
+	if err := ctx.Err(); err != nil {
+		return stats{}, err
+	}
+	st := phase{workers: workers, warmup: m.warmup, duration: m.duration, maxRequests: maxReq, op: sp.op, proc: proc}.run(ctx)
+	if st.dry {
+		m.progress("  note: %s at %d used up its pool after %v of %v; the window is shorter", sp.name, workers, st.elapsed.Round(time.Millisecond), m.duration)
+	}
+	return st, nil
+}
+
+// httpSpec is the HTTP side of a scenario at the given concurrency.
+func (e *env) httpSpec(name string, workers int) spec {
+	sp := spec{name: name, op: e.opFor(name)}
+	setups := []func(ctx context.Context) error{func(ctx context.Context) error { return e.ensureActors(ctx, workers) }}
+	switch name {
+	case "claim":
+		sp.prepare = e.prepareClaim
+	case "upload":
+		sp.prepare = e.prepareUpload
+	case "token":
+		setups = append(setups, func(context.Context) error { e.prepareTokens(workers); return nil })
+	case "redeem":
+		sp.prepare = e.prepareRedeem
+	case "read-cert", "read-server-key":
+		setups = append(setups, e.prepareReads)
+	case "mixed":
+		sp.prepare = func(ctx context.Context, need int) error { return e.prepareMixed(ctx, workers, need) }
+	}
+	sp.setup = func(ctx context.Context) error {
+		for _, f := range setups {
+			if err := f(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return sp
+}
+
+// limitSpec is the in-process limit of a scenario; done releases it.
+func (l *limits) limitSpec(name string, e *env, workers int) (sp spec, done func(), err error) {
+	none := func() {}
+	switch name {
+	case "claim":
+		return l.storeClaim()
+	case "upload":
+		return l.storeAdd()
+	case "token":
+		return l.storeCreate()
+	case "redeem":
+		return l.storeRedeem()
+	case "idcert":
+		return l.issue(e.actors[:workers])
+	case "read-cert":
+		return l.staticSpec(limitStaticCert, e.certBody), none, nil
+	case "read-server-key":
+		return l.staticSpec(limitStaticKey, e.keyBody), none, nil
+	case "mixed":
+		return l.staticSpec(limitNoop, nil), none, nil
+	}
+	return spec{}, nil, fmt.Errorf("no limit for scenario %q", name)
+}
+
+// runScenarios measures every scenario at every concurrency, -runs times,
+// and returns the medians.
+func runScenarios(ctx context.Context, c config, base string, watch *procWatch, tmp string, progress func(string, ...any)) ([]Result, error) {
+	hc := newHTTPClient(max(slices.Max(c.clients), 32))
+	defer hc.close()
+	var tag [3]byte
+	_, _ = rand.Read(tag[:])
+	e := &env{hc: hc, base: base, prefix: "lg" + hex.EncodeToString(tag[:]), progress: progress,
+		kpCap: c.kpCap, uploadBatch: c.uploadBatch, mixWeights: c.mix}
+	if err := e.enableTokens(ctx); err != nil {
+		return nil, fmt.Errorf("token generation: %w", err)
+	}
+	lim := newLimits(tmp, hc, c.kpCap, c.uploadBatch)
+	defer lim.close()
+	m := measurer{warmup: c.warmup, duration: c.duration, progress: progress}
+
+	var all []Result
+	for r := range c.runs {
+		for _, name := range c.scenarios {
+			for _, n := range c.clients {
+				if c.runs > 1 {
+					progress("run %d/%d: %s at %d clients", r+1, c.runs, name, n)
+				} else {
+					progress("%s at %d clients", name, n)
+				}
+				res, err := runOne(ctx, e, lim, m, name, n, watch)
+				if err != nil {
+					return nil, err
+				}
+				progress("  HTTP %.0f req/s (p50 %.2f ms, p99 %.2f ms, %d errors); %s %.0f/s (p50 %.3f ms); ratio %.2f",
+					res.RPS, res.P50, res.P99, res.Errors, res.LimitName, res.LimitRPS, res.LimitP50, res.Ratio)
+				for _, msg := range res.ErrorSamples {
+					progress("  error: %s", msg)
+				}
+				all = append(all, res)
+			}
+		}
+	}
+	return aggregate(all), nil
+}
+
+// runOne measures one scenario at one concurrency: HTTP first, then its
+// limit (and, for claim, the do-nothing handler for the Dendrite
+// comparison), with the server idle during the in-process phases.
+func runOne(ctx context.Context, e *env, lim *limits, m measurer, name string, n int, watch *procWatch) (Result, error) {
+	st, err := m.measure(ctx, e.httpSpec(name, n), n, watch)
+	if err != nil {
+		return Result{}, err
+	}
+	lsp, done, err := lim.limitSpec(name, e, n)
+	if err != nil {
+		return Result{}, err
+	}
+	lst, err := m.measure(ctx, lsp, n, nil)
+	done()
+	if err != nil {
+		return Result{}, fmt.Errorf("limit of %s: %w", name, err)
+	}
+	res := Result{
+		Scenario: name, Clients: n, Runs: 1,
+		Requests: st.requests, RPS: st.rps(), P50: st.quantile(.50), P95: st.quantile(.95), P99: st.quantile(.99),
+		Errors: st.errors, ErrorSamples: st.errMsgs,
+		LimitName: lsp.name, LimitRPS: lst.rps(), LimitP50: lst.quantile(.50), LimitP99: lst.quantile(.99),
+		LimitErrors: lst.errors,
+		LoadgenCPU:  st.selfCPU, LimitCPU: lst.selfCPU,
+	}
+	if st.procCPU >= 0 {
+		res.ServerCPU = st.procCPU
+	}
+	if res.LimitRPS > 0 {
+		res.Ratio = res.RPS / res.LimitRPS
+	}
+	for _, msg := range lst.errMsgs {
+		res.ErrorSamples = append(res.ErrorSamples, "limit: "+msg)
+	}
+	if name == "claim" {
+		nst, err := m.measure(ctx, lim.staticSpec(limitNoop, nil), n, nil)
+		if err != nil {
+			return Result{}, err
+		}
+		res.NoopRPS = nst.rps()
+	}
+	return res, nil
+}

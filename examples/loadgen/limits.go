@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/storage/boltstore"
+	"github.com/p2kit/p2kit/storage/memstore"
+)
+
+// Limit names, as they appear in the output's limit_name.
+const (
+	limitStoreClaim  = "boltstore.ClaimKeyPackages"
+	limitStoreAdd    = "boltstore.AddKeyPackages"
+	limitStoreCreate = "boltstore.CreateToken"
+	limitStoreRedeem = "boltstore.RedeemToken"
+	limitIssue       = "Service.IssueIDCert/memstore"
+	limitStaticCert  = "static-handler(route 9 bytes)"
+	limitStaticKey   = "static-handler(route 10 bytes)"
+	limitNoop        = "noop-handler"
+)
+
+// limits measures, in this process, what each scenario is compared
+// against: the raw Store call on a boltstore file with the example
+// server's options (fsync on, group commit on), the raw ID-Cert issue, and
+// trivial net/http handlers behind the same HTTP client.
+type limits struct {
+	dir     string // temporary folder for store files
+	hc      *httpClient
+	files   atomic.Int64
+	initKey atomic.Uint64 // makes every synthetic init key unique
+	tokens  atomic.Uint64 // makes every synthetic token hash unique
+	kpCap   int
+	batch   int
+
+	static map[string]*httptest.Server // by limit name
+}
+
+func newLimits(dir string, hc *httpClient, kpCap, batch int) *limits {
+	return &limits{dir: dir, hc: hc, kpCap: kpCap, batch: batch, static: map[string]*httptest.Server{}}
+}
+
+// close stops the trivial servers.
+func (l *limits) close() {
+	for _, s := range l.static {
+		s.Close()
+	}
+}
+
+// limitStore is a boltstore file opened with the example server's options
+// (boltstore.Open(path, nil)): fsync on, group commit on. Seeding reopens
+// it without fsync, since what is measured is the claim, not the seeding.
+type limitStore struct {
+	path string
+	s    *boltstore.Store
+}
+
+func (l *limits) newStore() (*limitStore, error) {
+	path := filepath.Join(l.dir, fmt.Sprintf("limit-%d.db", l.files.Add(1)))
+	s, err := boltstore.Open(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &limitStore{path: path, s: s}, nil
+}
+
+// seed runs fn on the file opened without fsync, then reopens it as the
+// example server would.
+func (ls *limitStore) seed(fn func(s *boltstore.Store) error) error {
+	if err := ls.s.Close(); err != nil {
+		return err
+	}
+	s, err := boltstore.Open(ls.path, &boltstore.Options{NoSync: true})
+	if err != nil {
+		return err
+	}
+	ferr := fn(s)
+	if err := s.Close(); err != nil && ferr == nil {
+		ferr = err
+	}
+	if ls.s, err = boltstore.Open(ls.path, nil); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func (ls *limitStore) close() {
+	ls.s.Close()
+	os.Remove(ls.path)
+}
+
+// synthKP returns a KeyPackage record of realistic size (275 bytes, as
+// mlstest's Ed25519 ones) with a unique init key. The Store does not
+// validate KeyPackages, so they need not be real ones.
+func (l *limits) synthKP(user p2core.UserID, sid p2core.SessionID, now time.Time) p2core.KeyPackage {
+	ik := sha256.Sum256(binary.BigEndian.AppendUint64(nil, l.initKey.Add(1)))
+	data := make([]byte, 275)
+	copy(data, ik[:])
+	ref := sha256.Sum256(data)
+	return p2core.KeyPackage{UserID: user, SessionID: sid, Ref: ref[:], CipherSuite: 1, InitKey: ik[:], Data: data,
+		NotAfter: now.Add(30 * 24 * time.Hour), UploadedAt: now}
+}
+
+// synthUser is a user of the claim limit's store with one session.
+type synthUser struct {
+	id       p2core.UserID
+	uploaded int
+	claimed  atomic.Int64
+}
+
+// storeClaim is the spec of the raw claim at workers goroutines: the same
+// shape as the HTTP scenario (one session per target user, at most the
+// per-session cap each, claims round-robin over the users).
+func (l *limits) storeClaim() (spec, func(), error) {
+	ls, err := l.newStore()
+	if err != nil {
+		return spec{}, nil, err
+	}
+	var users []*synthUser
+	var next atomic.Uint64
+	prepare := func(ctx context.Context, need int) error {
+		n := max(len(users), ceilDiv(need, l.kpCap), 1)
+		for len(users) < n {
+			users = append(users, &synthUser{id: p2core.UserID(len(users) + 1)})
+		}
+		level := min(l.kpCap, ceilDiv(need, n))
+		now := time.Now()
+		return ls.seed(func(s *boltstore.Store) error {
+			for _, u := range users {
+				if c := int(u.claimed.Load()); c > u.uploaded {
+					u.claimed.Store(int64(u.uploaded))
+				}
+				add := level - (u.uploaded - int(u.claimed.Load()))
+				for add > 0 {
+					k := min(add, 1000)
+					kps := make([]p2core.KeyPackage, k)
+					for i := range kps {
+						kps[i] = l.synthKP(u.id, "s", now)
+					}
+					if err := s.AddKeyPackages(ctx, kps, l.kpCap, now); err != nil {
+						return err
+					}
+					add -= k
+					u.uploaded += k
+				}
+			}
+			return nil
+		})
+	}
+	op := func(ctx context.Context, _ int) error {
+		u := users[(next.Add(1)-1)%uint64(len(users))]
+		u.claimed.Add(1)
+		got, err := ls.s.ClaimKeyPackages(ctx, u.id, 0, time.Now())
+		if err == nil && len(got) != 1 {
+			err = errPoolDry
+		}
+		return err
+	}
+	return spec{name: limitStoreClaim, prepare: prepare, calib: 20000, op: op}, ls.close, nil
+}
+
+// storeAdd is the spec of the raw upload: AddKeyPackages of batches of the
+// HTTP scenario's size, each session filled up to the cap and then a new
+// one, as the HTTP scenario does.
+func (l *limits) storeAdd() (spec, func(), error) {
+	ls, err := l.newStore()
+	if err != nil {
+		return spec{}, nil, err
+	}
+	var next atomic.Int64
+	perSession := int64(max(1, l.kpCap/l.batch))
+	op := func(ctx context.Context, _ int) error {
+		i := next.Add(1) - 1
+		sid := p2core.SessionID(fmt.Sprintf("s%d", i/perSession))
+		now := time.Now()
+		kps := make([]p2core.KeyPackage, l.batch)
+		for j := range kps {
+			kps[j] = l.synthKP(1, sid, now)
+		}
+		return ls.s.AddKeyPackages(ctx, kps, l.kpCap, now)
+	}
+	return spec{name: limitStoreAdd, op: op}, ls.close, nil
+}
+
+func (l *limits) synthToken(now time.Time) p2core.FederationToken {
+	h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, l.tokens.Add(1)))
+	return p2core.FederationToken{Hash: h, UserID: 1, FID: "loadgen@home.localhost", Server: foreignServer,
+		IssuedAt: now, ExpiresAt: now.Add(p2core.DefaultTokenTTL)}
+}
+
+// storeCreate is the spec of the raw CreateToken.
+func (l *limits) storeCreate() (spec, func(), error) {
+	ls, err := l.newStore()
+	if err != nil {
+		return spec{}, nil, err
+	}
+	op := func(ctx context.Context, _ int) error {
+		return ls.s.CreateToken(ctx, l.synthToken(time.Now()))
+	}
+	return spec{name: limitStoreCreate, op: op}, ls.close, nil
+}
+
+// storeRedeem is the spec of the raw RedeemToken of pre-created tokens.
+func (l *limits) storeRedeem() (spec, func(), error) {
+	ls, err := l.newStore()
+	if err != nil {
+		return spec{}, nil, err
+	}
+	var hashes [][32]byte
+	var next atomic.Int64
+	prepare := func(ctx context.Context, need int) error {
+		hashes = hashes[min(int(next.Load()), len(hashes)):]
+		next.Store(0)
+		add := need - len(hashes)
+		if add <= 0 {
+			return nil
+		}
+		now := time.Now()
+		more := make([][32]byte, add)
+		err := ls.seed(func(s *boltstore.Store) error {
+			return parallel(ctx, add, 16, func(i int) error {
+				t := l.synthToken(now)
+				more[i] = t.Hash
+				return s.CreateToken(ctx, t)
+			})
+		})
+		hashes = append(hashes, more...)
+		return err
+	}
+	op := func(ctx context.Context, _ int) error {
+		i := int(next.Add(1) - 1)
+		if i >= len(hashes) {
+			return errPoolDry
+		}
+		_, err := ls.s.RedeemToken(ctx, hashes[i], foreignServer, time.Now())
+		return err
+	}
+	return spec{name: limitStoreRedeem, prepare: prepare, calib: 20000, op: op}, ls.close, nil
+}
+
+// issue is the spec of the raw ID-Cert issue: p2core.Service.IssueIDCert
+// over memstore with the same keys, FIDs and sessions as the HTTP
+// scenario, one principal per goroutine.
+func (l *limits) issue(actors []*actor) (spec, func(), error) {
+	store := memstore.New()
+	svc, err := p2core.NewService(store, p2core.Config{Domain: actors[0].sess.FID.Domain()})
+	if err != nil {
+		return spec{}, nil, err
+	}
+	if err := svc.Init(context.Background()); err != nil {
+		return spec{}, nil, err
+	}
+	ps := make([]p2core.Principal, len(actors))
+	keys := make([][]byte, len(actors))
+	for i, a := range actors {
+		ps[i] = p2core.Principal{UserID: a.sess.UserID, FID: a.sess.FID, SessionID: a.sess.SessionID}
+		keys[i] = []byte(a.key.Armored)
+	}
+	op := func(ctx context.Context, w int) error {
+		_, err := svc.IssueIDCert(ctx, ps[w], keys[w])
+		return err
+	}
+	return spec{name: limitIssue, op: op}, func() { store.Close() }, nil
+}
+
+// staticServer returns (starting it once) an httptest server whose only
+// handler answers every request with body and the headers the p2kit
+// handler sets. A nil body makes the do-nothing handler: 200, no body.
+func (l *limits) staticServer(name string, body []byte) *httptest.Server {
+	if s := l.static[name]; s != nil {
+		return s
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if body == nil {
+			return
+		}
+		hd := w.Header()
+		hd["Content-Type"] = []string{"application/json"}
+		hd["Cache-Control"] = []string{"no-store"}
+		hd["X-Content-Type-Options"] = []string{"nosniff"}
+		_, _ = w.Write(body)
+	})
+	s := httptest.NewServer(h)
+	l.static[name] = s
+	return s
+}
+
+// staticSpec is the spec of a GET of the trivial handler serving body.
+func (l *limits) staticSpec(name string, body []byte) spec {
+	url := l.staticServer(name, body).URL + "/"
+	return spec{name: name, op: func(ctx context.Context, _ int) error {
+		_, err := l.hc.expect(ctx, 200, "GET", url, "", nil)
+		return err
+	}}
+}

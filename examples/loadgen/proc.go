@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// procWatch reads the CPU time and memory of another process from
+// /proc (Linux). Every reader fails soft: on other systems, or when the
+// process is unknown, the numbers are reported as unknown.
+type procWatch struct {
+	pid int
+}
+
+// userHZ is the unit of utime and stime in /proc/PID/stat. It is 100 on
+// every Linux architecture Go supports (sysconf(_SC_CLK_TCK)).
+const userHZ = 100
+
+// cpuTime returns the user+system CPU time the process has used.
+func (p *procWatch) cpuTime() (time.Duration, bool) {
+	if p == nil || p.pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may contain spaces; fields after it are
+	// counted from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * time.Second / userHZ, true
+}
+
+// memory is a snapshot of /proc/PID/status, in KiB.
+type memory struct {
+	rss, hwm, anon, file int64
+}
+
+// memory reads VmRSS (resident set), VmHWM (its peak), RssAnon and
+// RssFile (bbolt's memory-mapped file pages count in the latter).
+func (p *procWatch) memory() (memory, bool) {
+	if p == nil || p.pid <= 0 {
+		return memory{}, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	if err != nil {
+		return memory{}, false
+	}
+	var m memory
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "VmRSS":
+			m.rss, found = v, true
+		case "VmHWM":
+			m.hwm = v
+		case "RssAnon":
+			m.anon = v
+		case "RssFile":
+			m.file = v
+		}
+	}
+	return m, found
+}
+
+// rssSampler polls a process's memory until stopped and keeps the largest
+// VmRSS seen (with the split of that sample).
+type rssSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	max  memory
+}
+
+func sampleRSS(p *procWatch, every time.Duration) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if m, ok := p.memory(); ok {
+				s.mu.Lock()
+				if m.rss > s.max.rss {
+					s.max = m
+				}
+				s.mu.Unlock()
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// finish stops sampling and returns the largest sample.
+func (s *rssSampler) finish() memory {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max
+}
+
+// cpuSample is the CPU time of this process and of a watched process at
+// one instant.
+type cpuSample struct {
+	at     time.Time
+	self   time.Duration
+	proc   time.Duration
+	procOK bool
+}
+
+func sampleCPU(p *procWatch) cpuSample {
+	s := cpuSample{at: time.Now(), self: selfCPU()}
+	s.proc, s.procOK = p.cpuTime()
+	return s
+}
+
+// since returns the CPU used between s0 and s, in cores (CPU seconds per
+// second); the watched process's is -1 when unknown.
+func (s cpuSample) since(s0 cpuSample) (self, proc float64) {
+	wall := s.at.Sub(s0.at).Seconds()
+	if wall <= 0 {
+		return 0, -1
+	}
+	self = (s.self - s0.self).Seconds() / wall
+	proc = -1
+	if s.procOK && s0.procOK {
+		proc = (s.proc - s0.proc).Seconds() / wall
+	}
+	return self, proc
+}
