@@ -90,7 +90,9 @@ type route struct {
 	method string
 	path   string
 	access access
-	handle func(h *Handler, w http.ResponseWriter, r *http.Request, p p2core.Principal) error
+	// maxBody caps the request body; 0 means Options.MaxBodyBytes.
+	maxBody int64
+	handle  func(h *Handler, w http.ResponseWriter, r *http.Request, p p2core.Principal) error
 }
 
 // Handler serves the polyproto-core routes. Create it with New; it is safe
@@ -163,7 +165,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
+		limit := h.maxBody
+		if rt.maxBody > 0 && rt.maxBody < limit {
+			limit = rt.maxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		var p p2core.Principal
 		var err error
 		if rt.access == accessAnyone {

@@ -254,6 +254,8 @@ func TestBadInputGets4xxWithCode(t *testing.T) {
 		{"unknown route", "GET", "/p2core/nope", "", ``, 404, "P2CORE_NOT_FOUND"},
 		{"wrong method", "GET", "/p2core/token", alice.token, ``, 405, "P2CORE_METHOD_NOT_ALLOWED"},
 		{"body too large", "POST", "/p2core/token", alice.token, `{"server": "` + strings.Repeat("a", 2<<20) + `"}`, 413, "P2CORE_BODY_TOO_LARGE"},
+		{"over the route's own limit", "POST", "/p2core/token/redeem", "", `{"token": "` + strings.Repeat("a", 9<<10) + `", "server": "https://b.example"}`, 413, "P2CORE_BODY_TOO_LARGE"},
+		{"key over route 8's limit", "POST", "/p2core/key/user/@me", alice.token, `"` + strings.Repeat("a", 300<<10) + `"`, 413, "P2CORE_BODY_TOO_LARGE"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
