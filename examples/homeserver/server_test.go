@@ -54,11 +54,17 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 
 func startServer(t *testing.T, data string, extra ...string) *testServer {
 	t.Helper()
+	return startServerLogging(t, data, io.Discard, extra...)
+}
+
+// startServerLogging is startServer with the server's log written to logw.
+func startServerLogging(t *testing.T, data string, logw io.Writer, extra ...string) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lineWriter{lines: make(chan string, 16)}
 	args := append([]string{"-addr", "127.0.0.1:0", "-data", data, "-domain", "home.test", "-pbkdf2-iterations", "1000", "-admin", "root"}, extra...)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, out, io.Discard) }()
+	go func() { done <- run(ctx, args, out, logw) }()
 	select {
 	case line := <-out.lines:
 		url, ok := strings.CutPrefix(line, "listening on ")
