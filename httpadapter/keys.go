@@ -14,14 +14,6 @@ import (
 // padding, decoded strictly.
 var b64 = base64.StdEncoding.Strict()
 
-func decodeB64(s, what string) ([]byte, error) {
-	b, err := b64.DecodeString(s)
-	if err != nil {
-		return nil, p2core.Errorf(p2core.ErrBadRequest, "%s is not standard Base64 with padding", what)
-	}
-	return b, nil
-}
-
 // queryTimestamp parses the optional ?timestamp=UNIX parameter; zero time
 // when absent.
 func queryTimestamp(r *http.Request) (time.Time, error) {
