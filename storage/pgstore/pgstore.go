@@ -39,9 +39,12 @@
 //     UPDATE and takes whichever survives (a claimer that rolls back leaves
 //     its row), and only when none does is the last resort handed out. So
 //     no KeyPackage is handed out twice, and the last resort is never
-//     handed out while a regular KeyPackage remains. The one relaxation:
-//     when a claimer rolls back, a concurrent claim may already have taken
-//     a younger KeyPackage than the one left behind.
+//     handed out while a regular KeyPackage remains. A claim waits only in
+//     session order (when the batched first statement has taken rows of
+//     later sessions, the transaction is redone session by session), so
+//     concurrent claims cannot deadlock. The one relaxation of "oldest
+//     first": when a claimer rolls back, a concurrent claim may already
+//     have taken a younger KeyPackage than the one left behind.
 //   - PutIDCert and EndSession serialise per session on a p2kit_cert_heads
 //     row; a partial unique index guarantees one current cert per session.
 //   - AddServerKey is a compare-and-swap: the current key's row is updated
@@ -65,8 +68,8 @@
 // # Portability
 //
 // The SQL uses standard types (BYTEA, BIGINT, INTEGER, SMALLINT, BOOLEAN,
-// TEXT, TIMESTAMPTZ), no PL/pgSQL, triggers, LISTEN/NOTIFY or sequences
-// shared between tables, and orders text in Go rather than by collation.
+// TEXT, TIMESTAMPTZ) and identity columns, no PL/pgSQL, triggers or
+// LISTEN/NOTIFY, and orders text in Go rather than by collation.
 // PostgreSQL-specific constructs, each also offered by YugabyteDB and (except
 // where noted) CockroachDB: pg_advisory_xact_lock for the migration lock
 // (a no-op on CockroachDB: start the first instance alone there), FOR
@@ -109,8 +112,8 @@ type Options struct {
 	// schema (normally public).
 	Schema string
 	// StatementTimeout makes the server abort any statement that runs
-	// longer (statement_timeout). Zero leaves the server's setting, which
-	// is no limit by default.
+	// longer (statement_timeout), migrations included. Zero leaves the
+	// server's setting, which is no limit by default.
 	StatementTimeout time.Duration
 	// MaxRetries is how many times an operation is retried after a
 	// serialisation failure or a deadlock. Zero means 8; negative means no

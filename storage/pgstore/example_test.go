@@ -1,0 +1,33 @@
+package pgstore_test
+
+import (
+	"context"
+	"log"
+	"os"
+	"time"
+
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/storage/pgstore"
+)
+
+// Open the store (creating or migrating its tables) and serve p2kit from
+// it. Every server instance opens the same database.
+func ExampleOpen() {
+	ctx := context.Background()
+	store, err := pgstore.Open(ctx, os.Getenv("P2KIT_POSTGRES_DSN"), &pgstore.Options{
+		MaxConns:         16,
+		Schema:           "p2kit",
+		StatementTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	svc, err := p2core.NewService(store, p2core.Config{Domain: "chat.example.com"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := svc.Init(ctx); err != nil { // the first instance creates the server key
+		log.Fatal(err)
+	}
+}
