@@ -72,7 +72,8 @@
 // LISTEN/NOTIFY, and orders text in Go rather than by collation.
 // PostgreSQL-specific constructs, each also offered by YugabyteDB and (except
 // where noted) CockroachDB: pg_advisory_xact_lock for the migration lock
-// (a no-op on CockroachDB: start the first instance alone there), FOR
+// (a no-op stub in CockroachDB releases before 2026: there, start the
+// first instance alone), FOR
 // UPDATE SKIP LOCKED, INSERT ... ON CONFLICT, data-modifying WITH queries,
 // multi-argument unnest WITH ORDINALITY, partial unique indexes, and
 // search_path for the schema. Statements are prepared and cached per
