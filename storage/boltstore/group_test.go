@@ -277,3 +277,104 @@ func TestGroupCommitBatchesQueuedWritesUpToMaxBatch(t *testing.T) {
 		}
 	}
 }
+
+// A context cancelled while its operation runs (after the check at the
+// start) must still keep the operation from committing, alone or in a
+// shared transaction.
+func TestContextCancelledDuringWriteNeverCommits(t *testing.T) {
+	for _, grouped := range []bool{true, false} {
+		t.Run(fmt.Sprint("grouped=", grouped), func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "p2kit.db"), &Options{NoSync: true, NoGroupCommit: !grouped})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := t.Context()
+			cctx, cancel := context.WithCancel(ctx)
+			cancelling := func() error {
+				return s.update(cctx, func(tx *bolt.Tx) error {
+					cancel()
+					return tx.Bucket([]byte(bSettings)).Put([]byte("klate"), []byte("v"))
+				})
+			}
+			var errs []error
+			if grouped {
+				errs = batch(t, s,
+					func() error { return s.PutSetting(ctx, "a", []byte("1")) },
+					cancelling,
+					func() error { return s.PutSetting(ctx, "b", []byte("2")) },
+				)
+			} else {
+				errs = []error{nil, cancelling(), nil}
+			}
+			if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], context.Canceled) {
+				t.Fatalf("results %v, want nil, context.Canceled, nil", errs)
+			}
+			if _, err := s.Setting(ctx, "late"); !errors.Is(err, p2core.ErrNotFound) {
+				t.Fatalf("write of an operation cancelled while running was committed: %v", err)
+			}
+			if grouped {
+				for _, k := range []string{"a", "b"} {
+					if _, err := s.Setting(ctx, k); err != nil {
+						t.Fatalf("setting %s of the same batch: %v", k, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Once everything has expired and been purged, and every session ended,
+// the KeyPackage indexes hold nothing: no garbage is left behind.
+func TestPurgeAndEndSessionLeaveNoIndexEntries(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	now := time.Now()
+	var n byte
+	mk := func(user p2core.UserID, sid p2core.SessionID, notAfter time.Time) p2core.KeyPackage {
+		n++
+		k := kp(user, sid, fmt.Sprint("ik", n))
+		k.NotAfter = notAfter
+		return k
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Session a: regular KeyPackages (one handed out) and a used last resort.
+	must(s.AddKeyPackages(ctx, []p2core.KeyPackage{mk(7, "a", now.Add(time.Hour)), mk(7, "a", now.Add(2*time.Hour))}, 100, now))
+	must(s.SetLastResort(ctx, mk(7, "a", now.Add(time.Hour)), now))
+	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now); err != nil {
+		t.Fatal(err)
+	}
+	// Session b: replaced last resorts, used and unused, and an ended session.
+	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
+	if _, err := s.ClaimKeyPackages(ctx, 8, 0, now); err != nil {
+		t.Fatal(err)
+	}
+	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
+	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
+	must(s.AddKeyPackages(ctx, []p2core.KeyPackage{mk(9, "c", now.Add(time.Hour))}, 100, now))
+	must(s.SetLastResort(ctx, mk(9, "c", now.Add(time.Hour)), now))
+	if _, err := s.ClaimKeyPackages(ctx, 9, 0, now); err != nil {
+		t.Fatal(err)
+	}
+	must(s.EndSession(ctx, 9, "c", now))
+
+	if _, err := s.PurgeExpiredKeyPackages(ctx, now.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range []string{bKeyPackages, bInitKeys, bInitKeyExpiry} {
+			if k, _ := tx.Bucket([]byte(name)).Cursor().First(); k != nil {
+				return fmt.Errorf("bucket %s still holds %q", name, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

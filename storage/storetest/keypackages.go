@@ -147,8 +147,8 @@ func testAddOverCap(t *testing.T, s p2core.Store) {
 	var g gen
 	ctx := t.Context()
 	now := base()
-	// Expired KeyPackages do not count toward the cap.
-	ok(t, s.AddKeyPackages(ctx, g.kps(2, 7, "laptop", 1, now), 3, now), "AddKeyPackages of expired KeyPackages")
+	// Expired KeyPackages, stored or uploaded, do not count toward the cap.
+	ok(t, s.AddKeyPackages(ctx, g.kps(4, 7, "laptop", 1, now), 3, now), "AddKeyPackages of more expired KeyPackages than the cap")
 	ok(t, s.AddKeyPackages(ctx, g.kps(3, 7, "laptop", 1, now.Add(time.Hour)), 3, now), "AddKeyPackages up to the cap")
 	isErr(t, s.AddKeyPackages(ctx, g.kps(1, 7, "laptop", 1, now.Add(time.Hour)), 3, now), p2core.ErrTooManyKeyPackages,
 		"AddKeyPackages over the cap")
@@ -200,26 +200,29 @@ func testClaimSuiteFilter(t *testing.T, s p2core.Store) {
 	ctx := t.Context()
 	now := base()
 	na := now.Add(time.Hour)
-	kp1 := g.kp(7, "laptop", 1, na)
-	kp2 := g.kp(7, "laptop", 3, na)
-	kp3 := g.kp(7, "laptop", 1, na)
-	ok(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{kp1, kp2, kp3}, 100, now), "AddKeyPackages")
+	kp1 := g.kp(7, "laptop", 3, na)
+	kp2 := g.kp(7, "laptop", 1, na)
+	kp3 := g.kp(7, "laptop", 3, na)
+	kp4 := g.kp(7, "laptop", 1, na)
+	ok(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{kp1, kp2, kp3, kp4}, 100, now), "AddKeyPackages")
 	lr := g.kp(7, "laptop", 3, na)
 	ok(t, s.SetLastResort(ctx, lr, now), "SetLastResort")
 
-	got := claimOne(t, s, 7, 3, now)
+	got := claimOne(t, s, 7, 0, now) // oldest of any suite
+	sameKP(t, kp1, got.KeyPackage)
+	got = claimOne(t, s, 7, 1, now)
 	sameKP(t, kp2, got.KeyPackage)
-	count(t, got.Remaining, 2, "Remaining (all suites)")
+	got = claimOne(t, s, 7, 0, now)
+	sameKP(t, kp3, got.KeyPackage)
 	got = claimOne(t, s, 7, 3, now)
 	if !got.LastResort {
 		t.Fatal("claim of suite 3 with no suite-3 KeyPackage left: want the suite-3 last resort")
 	}
 	sameKP(t, lr, got.KeyPackage)
+	count(t, got.Remaining, 1, "Remaining (all suites)")
 	claimNone(t, s, 7, 2, now) // no KeyPackage and no last resort of suite 2
-	got = claimOne(t, s, 7, 0, now)
-	sameKP(t, kp1, got.KeyPackage)
 	got = claimOne(t, s, 7, 1, now)
-	sameKP(t, kp3, got.KeyPackage)
+	sameKP(t, kp4, got.KeyPackage)
 	claimNone(t, s, 7, 1, now) // the last resort is of suite 3
 	got = claimOne(t, s, 7, 0, now)
 	if !got.LastResort {
@@ -414,6 +417,13 @@ func testPurgeKeyPackages(t *testing.T, s p2core.Store) {
 	ok(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{r4}, 100, now), "AddKeyPackages")
 	lrB := g.kp(7, "b", 1, now.Add(time.Hour))
 	ok(t, s.SetLastResort(ctx, lrB, now), "SetLastResort")
+
+	// Until purged, an expired KeyPackage is still stored: its init key is
+	// taken.
+	taken := g.kp(8, "x", 1, now.Add(time.Hour))
+	taken.InitKey = r1.InitKey
+	isErr(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{taken}, 100, now), p2core.ErrDuplicateKeyPackage,
+		"AddKeyPackages with the init key of a stored, expired KeyPackage")
 
 	n, err := s.PurgeExpiredKeyPackages(ctx, now)
 	ok(t, err, "PurgeExpiredKeyPackages")
