@@ -140,7 +140,6 @@ type enc struct{ b []byte }
 func (e *enc) u64(v uint64)     { e.b = binary.BigEndian.AppendUint64(e.b, v) }
 func (e *enc) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
 func (e *enc) time(t time.Time) { e.u64(micros(t)) }
-func (e *enc) raw(b []byte)     { e.b = append(e.b, b...) }
 func (e *enc) bytes(b []byte) {
 	e.b = binary.AppendUvarint(e.b, uint64(len(b)))
 	e.b = append(e.b, b...)
@@ -171,14 +170,6 @@ func (d *dec) u64() uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(p)
-}
-
-func (d *dec) u16() uint16 {
-	p := d.take(2)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(p)
 }
 
 func (d *dec) time() time.Time { return fromMicros(d.u64()) }

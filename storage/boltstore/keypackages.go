@@ -403,7 +403,7 @@ func oldestLive(q *bolt.Bucket, suite uint16, nowKey []byte) (k, v []byte) {
 		return liveIn(u16(suite))
 	}
 	var bestK, bestV []byte
-	for k, _ := c.First(); k != nil && len(k) == 10; {
+	for k, _ := c.First(); len(k) == 10; {
 		s := binary.BigEndian.Uint16(k)
 		if lk, lv := liveIn(u16(s)); lk != nil && (bestK == nil || bytes.Compare(lk[2:], bestK[2:]) < 0) {
 			bestK, bestV = lk, lv
