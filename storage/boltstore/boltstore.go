@@ -2,11 +2,25 @@
 // server to run.
 //
 // Every domain operation is one bbolt transaction, and byte slices are
-// copied out before it ends. Writes are group-committed: while one commit
-// is in flight, further writes queue up and then share the next commit (one
-// fsync for up to 1,000 operations); a lone writer commits at once, with no
-// timer. Keys are laid out so that the hot paths (claim one KeyPackage,
-// redeem one token) touch a handful of pages however much is stored.
+// copied out before it ends. Times are kept to the microsecond.
+//
+// Writes are group-committed: while one commit is in flight, further
+// writes queue up and then share the next commit (one fsync for up to 1,000
+// operations); a lone writer commits at once, with no timer. A refusal
+// (ErrConflict, ErrTokenInvalid, ...) goes to its caller alone while the
+// other operations of the batch commit; any other failure rolls the batch
+// back and runs each of its operations again in a transaction of its own.
+// Options.NoGroupCommit turns this off.
+//
+// Keys are laid out so that the hot paths touch a handful of pages however
+// much is stored: a claim reads the head of the session's queue and writes
+// only inside that session's bucket; a redemption is one key lookup and two
+// deletes. The layout is described in codec.go.
+//
+// The list of free pages is not written at each commit (bbolt's
+// NoFreelistSync): that halves the cost of a small commit, and Open rebuilds
+// the list by scanning the file instead, which takes a few seconds for a
+// file holding a million KeyPackages.
 //
 // A Store holds an exclusive lock on its file: a second Open of the same
 // file, in this process or another, fails after Options.Timeout.

@@ -128,17 +128,20 @@ func TestFileHoldsTokenHashesNotClearText(t *testing.T) {
 }
 
 // A lone writer must commit at once, not wait for a batching timer (bbolt's
-// db.Batch waits 10ms). With NoSync, 50 sequential writes take far less
-// than 50 timer periods.
+// db.Batch waits 10ms before committing). With NoSync, the fastest of 50
+// sequential writes must take well under a timer period, however loaded the
+// machine is.
 func TestLoneWriterDoesNotWaitForTimer(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "p2kit.db"), &boltstore.Options{NoSync: true})
-	start := time.Now()
+	fastest := time.Hour
 	for i := range 50 {
+		start := time.Now()
 		if err := s.PutSetting(t.Context(), "k", []byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
+		fastest = min(fastest, time.Since(start))
 	}
-	if took := time.Since(start); took > 250*time.Millisecond {
-		t.Fatalf("50 lone writes took %v: writes seem to wait for a timer", took)
+	if fastest > 3*time.Millisecond {
+		t.Fatalf("the fastest of 50 lone writes took %v: writes seem to wait for a timer", fastest)
 	}
 }
