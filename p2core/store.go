@@ -55,7 +55,7 @@ type TokenStore interface {
 	// RedeemToken atomically consumes the token with the given hash: if it
 	// exists, now is before its ExpiresAt and its Server equals server, it
 	// is deleted and returned. Otherwise ErrTokenInvalid and nothing
-	// changes, except that an expired token may be deleted. Of any number
+	// changes (expired tokens go with PurgeExpiredTokens). Of any number
 	// of concurrent calls for one token at most one succeeds.
 	RedeemToken(ctx context.Context, hash [32]byte, server string, now time.Time) (FederationToken, error)
 	// DeleteUserTokens deletes every token of the user (expired or not)
@@ -76,6 +76,10 @@ type SettingsStore interface {
 	Setting(ctx context.Context, key string) ([]byte, error)
 	// PutSetting stores value under key, replacing any previous value.
 	PutSetting(ctx context.Context, key string, value []byte) error
+	// CreateSetting stores value under key only if key is not set yet;
+	// otherwise ErrConflict and nothing changes. Of concurrent calls for
+	// one key exactly one succeeds (embedders use it for unique names).
+	CreateSetting(ctx context.Context, key string, value []byte) error
 }
 
 // Session is a login of a user on this server. Only the SHA-256 of its
@@ -152,6 +156,10 @@ type CertStore interface {
 	// previous current cert of (c.UserID, c.SessionID), if any, gets
 	// SupersededAt = c.IssuedAt, and c is stored with a zero
 	// SupersededAt. ErrConflict if a cert with the same Serial exists.
+	// Certs of one session issued at the same instant are ordered by
+	// insertion. (A cert issued earlier than the current one, possible
+	// only with clock skew between instances, still supersedes it at its
+	// own IssuedAt.)
 	PutIDCert(ctx context.Context, c IDCert) error
 	// CurrentIDCert returns the session's current (not superseded) cert,
 	// expired or not, or ErrNotFound.
@@ -228,7 +236,9 @@ type KeyPackageStore interface {
 	// equals that of a stored KeyPackage, a stored last resort, or a
 	// handed-out KeyPackage whose NotAfter is after now.
 	// ErrTooManyKeyPackages if the session would hold more than max
-	// unexpired regular KeyPackages.
+	// unexpired regular KeyPackages (max <= 0 allows none); when both
+	// apply, ErrDuplicateKeyPackage wins. An expired KeyPackage not yet
+	// purged still holds its init key.
 	AddKeyPackages(ctx context.Context, kps []KeyPackage, max int, now time.Time) error
 	// SetLastResort atomically replaces the session's last-resort
 	// KeyPackage with kp and clears its used flag. Init key uniqueness as
@@ -240,7 +250,13 @@ type KeyPackageStore interface {
 	// same atomic step, remembering its init key until NotAfter; a session
 	// with none gets its unexpired last resort (kept, marked used).
 	// Sessions with neither are left out; the result is ordered by
-	// SessionID. No KeyPackage is ever returned by two calls.
+	// SessionID. No KeyPackage is ever returned by two calls. With a
+	// suite filter, the last resort must be of that suite too. Remaining
+	// counts the session's unexpired regular KeyPackages of every suite
+	// (as KeyPackageStatus.Available would); under concurrent claims it
+	// may still count ones another claim is taking. A used last resort
+	// that is replaced or whose session ends keeps its init key taken
+	// until its NotAfter, like any handed-out KeyPackage.
 	ClaimKeyPackages(ctx context.Context, user UserID, suite uint16, now time.Time) ([]ClaimedKeyPackage, error)
 	// KeyPackageStatus returns the session's supply at now (zero values
 	// when it has nothing).

@@ -48,6 +48,7 @@ const (
 	mPurgeExpiredTokens
 	mSetting
 	mPutSetting
+	mCreateSetting
 	mCreateSession
 	mSessionByToken
 	mSessions
@@ -69,7 +70,7 @@ const (
 
 var methodNames = [numMethods]string{
 	"CreateToken", "RedeemToken", "DeleteUserTokens", "DeleteAllTokens", "PurgeExpiredTokens",
-	"Setting", "PutSetting",
+	"Setting", "PutSetting", "CreateSetting",
 	"CreateSession", "SessionByToken", "Sessions", "EndSession", "UserIDForFID",
 	"PutIDCert", "CurrentIDCert", "IDCertsAt",
 	"ServerKeys", "AddServerKey",
@@ -260,6 +261,14 @@ func (m *MetricsStore) Setting(ctx context.Context, key string) ([]byte, error) 
 func (m *MetricsStore) PutSetting(ctx context.Context, key string, value []byte) error {
 	c := m.begin(mPutSetting)
 	err := m.next.PutSetting(ctx, key, value)
+	c.end(ctx, err, slog.String("key", key))
+	return err
+}
+
+// CreateSetting implements p2core.SettingsStore.
+func (m *MetricsStore) CreateSetting(ctx context.Context, key string, value []byte) error {
+	c := m.begin(mCreateSetting)
+	err := m.next.CreateSetting(ctx, key, value)
 	c.end(ctx, err, slog.String("key", key))
 	return err
 }

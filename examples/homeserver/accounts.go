@@ -43,7 +43,6 @@ type accounts struct {
 	admins []string
 	ids    *p2core.Snowflakes
 	iters  int
-	mu     sync.Mutex // serialises registrations in this process
 
 	adminMu  sync.Mutex
 	adminIDs map[p2core.UserID]bool
@@ -145,21 +144,13 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	}
 	acc := account{UserID: a.accounts.ids.Next(), Salt: salt, Hash: hash, Iterations: a.accounts.iters}
 	b, _ := json.Marshal(acc)
-	s := a.accounts
-	s.mu.Lock()
-	_, err = s.get(r.Context(), c.Username)
-	switch {
-	case err == nil:
-		s.mu.Unlock()
+	// CreateSetting is atomic in every backend, so two registrations of one
+	// name (even on two instances sharing a database) cannot both win.
+	err = a.accounts.store.CreateSetting(r.Context(), accountKey(c.Username), b)
+	if errors.Is(err, p2core.ErrConflict) {
 		jsonError(w, http.StatusConflict, "P2CORE_CONFLICT", "username is taken")
 		return
-	case !errors.Is(err, p2core.ErrNotFound):
-		s.mu.Unlock()
-		a.internal(w, r, err)
-		return
 	}
-	err = s.store.PutSetting(r.Context(), accountKey(c.Username), b)
-	s.mu.Unlock()
 	if err != nil {
 		a.internal(w, r, err)
 		return

@@ -40,6 +40,19 @@ func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error 
 	})
 }
 
+// CreateSetting implements p2core.SettingsStore.
+func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) error {
+	k := cat([]byte{'k'}, []byte(key))
+	v := cat([]byte{'v'}, value)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bSettings))
+		if b.Get(k) != nil {
+			return fmt.Errorf("boltstore: setting %q exists: %w", key, p2core.ErrConflict)
+		}
+		return b.Put(k, v)
+	})
+}
+
 // session record: seq(8) created(8) tokenHash(32) fid home
 
 type sessionRec struct {

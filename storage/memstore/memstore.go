@@ -232,6 +232,19 @@ func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error 
 	return nil
 }
 
+// CreateSetting implements p2core.SettingsStore.
+func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.settings[key]; ok {
+		return fmt.Errorf("memstore: setting %q exists: %w", key, p2core.ErrConflict)
+	}
+	s.settings[key] = bytes.Clone(value)
+	return nil
+}
+
 // Sessions
 
 // CreateSession implements p2core.SessionStore.

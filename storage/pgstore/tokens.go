@@ -31,12 +31,11 @@ func (s *Store) RedeemToken(ctx context.Context, hash [32]byte, server string, n
 	t := p2core.FederationToken{Hash: hash}
 	err := s.do(ctx, "RedeemToken", func(q querier) error {
 		var user int64
-		var live bool
 		err := q.QueryRow(ctx, `DELETE FROM p2kit_tokens
-			WHERE hash = $1 AND ((server = $2 AND expires_at > $3) OR expires_at <= $3)
-			RETURNING user_id, fid, server, issued_at, expires_at, expires_at > $3`,
-			hash[:], server, ts(now)).Scan(&user, &t.FID, &t.Server, &t.IssuedAt, &t.ExpiresAt, &live)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !live) {
+			WHERE hash = $1 AND server = $2 AND expires_at > $3
+			RETURNING user_id, fid, server, issued_at, expires_at`,
+			hash[:], server, ts(now)).Scan(&user, &t.FID, &t.Server, &t.IssuedAt, &t.ExpiresAt)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return p2core.ErrTokenInvalid
 		}
 		t.UserID = p2core.UserID(user)
@@ -93,6 +92,18 @@ func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// CreateSetting implements p2core.SettingsStore. Atomic (one statement).
+func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) error {
+	return s.do(ctx, "CreateSetting", func(q querier) error {
+		tag, err := q.Exec(ctx, `INSERT INTO p2kit_settings (key, value) VALUES ($1, $2)
+			ON CONFLICT (key) DO NOTHING`, key, nn(value))
+		if err == nil && tag.RowsAffected() == 0 {
+			return fmt.Errorf("pgstore: setting %q exists: %w", key, p2core.ErrConflict)
+		}
+		return err
+	})
 }
 
 // PutSetting implements p2core.SettingsStore.

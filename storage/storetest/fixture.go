@@ -165,6 +165,9 @@ func everyMethod() []call {
 		{"PutSetting", func(ctx context.Context, s p2core.Store, f *fixture) error {
 			return s.PutSetting(ctx, f.settingK, []byte("disabled"))
 		}},
+		{"CreateSetting", func(ctx context.Context, s p2core.Store, f *fixture) error {
+			return s.CreateSetting(ctx, "new-"+f.settingK, []byte("x"))
+		}},
 		{"CreateSession", func(ctx context.Context, s p2core.Store, f *fixture) error {
 			return s.CreateSession(ctx, f.g.session(8, "x", f.now))
 		}},
