@@ -64,7 +64,7 @@ type Options struct {
 	// Default: discard.
 	Logger *slog.Logger
 	// RateLimits are the limits applied; zero fields take
-	// DefaultRateLimits. Set RateLimits.Disabled to turn limiting off.
+	// DefaultRateLimits(). Set RateLimits.Disabled to turn limiting off.
 	RateLimits RateLimits
 	// Limiter keeps the rate-limit state. Default: an in-memory
 	// TokenBuckets per Handler.

@@ -31,7 +31,7 @@ type Rate struct {
 }
 
 // RateLimits are the limits the Handler applies. Zero fields take the
-// defaults of DefaultRateLimits; set Disabled to turn limiting off.
+// defaults of DefaultRateLimits(); set Disabled to turn limiting off.
 type RateLimits struct {
 	// Principal limits each authenticated session on all authenticated
 	// routes.
@@ -47,22 +47,27 @@ type RateLimits struct {
 	Disabled bool
 }
 
-// DefaultRateLimits are the limits used for zero RateLimits fields.
-var DefaultRateLimits = RateLimits{
-	Principal: Rate{PerSecond: 50, Burst: 100},
-	Claim:     Rate{PerSecond: 5, Burst: 20},
-	Address:   Rate{PerSecond: 100, Burst: 200},
+// DefaultRateLimits returns the limits used for zero RateLimits fields:
+// 50/s (burst 100) per session, 5/s (burst 20) per claim pair, 100/s
+// (burst 200) per client address.
+func DefaultRateLimits() RateLimits {
+	return RateLimits{
+		Principal: Rate{PerSecond: 50, Burst: 100},
+		Claim:     Rate{PerSecond: 5, Burst: 20},
+		Address:   Rate{PerSecond: 100, Burst: 200},
+	}
 }
 
 func (l RateLimits) withDefaults() RateLimits {
+	d := DefaultRateLimits()
 	if l.Principal == (Rate{}) {
-		l.Principal = DefaultRateLimits.Principal
+		l.Principal = d.Principal
 	}
 	if l.Claim == (Rate{}) {
-		l.Claim = DefaultRateLimits.Claim
+		l.Claim = d.Claim
 	}
 	if l.Address == (Rate{}) {
-		l.Address = DefaultRateLimits.Address
+		l.Address = d.Address
 	}
 	return l
 }
