@@ -28,7 +28,7 @@ const adminName = "loadgen-admin"
 func buildServer(ctx context.Context, dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("the go command is needed to build the example server (or pass -server or -server-bin): %w", err)
 	}
 	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
 	if err != nil {
