@@ -67,6 +67,7 @@ func (m measurer) measure(ctx context.Context, sp spec, workers int, proc *procW
 	if err := ctx.Err(); err != nil {
 		return stats{}, err
 	}
+	m.progress("  measuring %s for %v after %v warm-up", sp.name, m.duration, m.warmup)
 	st := phase{workers: workers, warmup: m.warmup, duration: m.duration, maxRequests: maxReq, op: sp.op, proc: proc}.run(ctx)
 	if st.dry {
 		m.progress("  note: %s at %d used up its pool after %v of %v; the window is shorter", sp.name, workers, st.elapsed.Round(time.Millisecond), m.duration)
@@ -118,11 +119,14 @@ func (l *limits) limitSpec(name string, e *env, workers int) (sp spec, done func
 	case "idcert":
 		return l.issue(e.actors[:workers])
 	case "read-cert":
-		return l.staticSpec(limitStaticCert, e.certBody), none, nil
+		sp, err = l.staticSpec(limitStaticCert, e.certBody)
+		return sp, none, err
 	case "read-server-key":
-		return l.staticSpec(limitStaticKey, e.keyBody), none, nil
+		sp, err = l.staticSpec(limitStaticKey, e.keyBody)
+		return sp, none, err
 	case "mixed":
-		return l.staticSpec(limitNoop, nil), none, nil
+		sp, err = l.staticSpec(limitNoop, nil)
+		return sp, none, err
 	}
 	return spec{}, nil, fmt.Errorf("no limit for scenario %q", name)
 }
@@ -135,11 +139,11 @@ func runScenarios(ctx context.Context, c config, base string, watch *procWatch, 
 	var tag [3]byte
 	_, _ = rand.Read(tag[:])
 	e := &env{hc: hc, base: base, prefix: "lg" + hex.EncodeToString(tag[:]), progress: progress,
-		kpCap: c.kpCap, uploadBatch: c.uploadBatch, mixWeights: c.mix}
+		kpCap: c.kpCap, uploadBatch: c.uploadBatch, mixWeights: c.mix, certHistory: c.certHistory}
 	if err := e.enableTokens(ctx); err != nil {
 		return nil, fmt.Errorf("token generation: %w", err)
 	}
-	lim := newLimits(tmp, hc, c.kpCap, c.uploadBatch)
+	lim := newLimits(tmp, hc, c.kpCap, c.uploadBatch, c.trivialInProcess)
 	defer lim.close()
 	m := measurer{warmup: c.warmup, duration: c.duration, progress: progress}
 
@@ -156,8 +160,9 @@ func runScenarios(ctx context.Context, c config, base string, watch *procWatch, 
 				if err != nil {
 					return nil, err
 				}
-				progress("  HTTP %.0f req/s (p50 %.2f ms, p99 %.2f ms, %d errors); %s %.0f/s (p50 %.3f ms); ratio %.2f",
-					res.RPS, res.P50, res.P99, res.Errors, res.LimitName, res.LimitRPS, res.LimitP50, res.Ratio)
+				progress("  HTTP %.0f req/s (p50 %.2f ms, p99 %.2f ms, %d errors); %s %.0f/s (p50 %.3f ms); ratio %.2f; writes/op %.1f KiB in %.1f calls (server), %.1f KiB in %.1f calls (limit)",
+					res.RPS, res.P50, res.P99, res.Errors, res.LimitName, res.LimitRPS, res.LimitP50, res.Ratio,
+					res.ServerWriteKiB, res.ServerWriteCalls, res.LimitWriteKiB, res.LimitWriteCalls)
 				for _, msg := range res.ErrorSamples {
 					progress("  error: %s", msg)
 				}
@@ -188,7 +193,7 @@ func runOne(ctx context.Context, e *env, lim *limits, m measurer, name string, n
 	res := Result{
 		Scenario: name, Clients: n, Runs: 1,
 		Requests: st.requests, RPS: st.rps(), P50: st.quantile(.50), P95: st.quantile(.95), P99: st.quantile(.99),
-		Errors: st.errors, ErrorSamples: st.errMsgs,
+		Max: st.quantile(1), Errors: st.errors, ErrorSamples: st.errMsgs,
 		LimitName: lsp.name, LimitRPS: lst.rps(), LimitP50: lst.quantile(.50), LimitP99: lst.quantile(.99),
 		LimitErrors: lst.errors,
 		LoadgenCPU:  st.selfCPU, LimitCPU: lst.selfCPU,
@@ -196,6 +201,8 @@ func runOne(ctx context.Context, e *env, lim *limits, m measurer, name string, n
 	if st.procCPU >= 0 {
 		res.ServerCPU = st.procCPU
 	}
+	res.ServerWriteKiB, res.ServerWriteCalls = st.writesPerOp(st.procIO)
+	res.LimitWriteKiB, res.LimitWriteCalls = lst.writesPerOp(lst.selfIO)
 	if res.LimitRPS > 0 {
 		res.Ratio = res.RPS / res.LimitRPS
 	}
@@ -203,7 +210,11 @@ func runOne(ctx context.Context, e *env, lim *limits, m measurer, name string, n
 		res.ErrorSamples = append(res.ErrorSamples, "limit: "+msg)
 	}
 	if name == "claim" {
-		nst, err := m.measure(ctx, lim.staticSpec(limitNoop, nil), n, nil)
+		nsp, err := lim.staticSpec(limitNoop, nil)
+		if err != nil {
+			return Result{}, err
+		}
+		nst, err := m.measure(ctx, nsp, n, nil)
 		if err != nil {
 			return Result{}, err
 		}

@@ -40,7 +40,17 @@ type stats struct {
 	errMsgs  []string // a few distinct error messages
 	selfCPU  float64  // CPU of this process over the window, in cores
 	procCPU  float64  // CPU of proc over the window, in cores (-1: unknown)
+	selfIO   ioDelta  // storage writes of this process over the window
+	procIO   ioDelta  // storage writes of proc over the window (-1: unknown)
 	dry      bool     // maxRequests was reached before the window ended
+}
+
+// writesPerOp returns storage KiB written and write calls per request.
+func (s stats) writesPerOp(d ioDelta) (kib, calls float64) {
+	if s.requests == 0 || d.bytes < 0 {
+		return 0, 0
+	}
+	return float64(d.bytes) / 1024 / float64(s.requests), float64(d.calls) / float64(s.requests)
 }
 
 func (s stats) rps() float64 {
@@ -149,5 +159,6 @@ func (p phase) run(ctx context.Context) stats {
 	}
 	slices.Sort(st.lat)
 	st.selfCPU, st.procCPU = cpu1.since(cpu0)
+	st.selfIO, st.procIO = cpu1.ioSince(cpu0)
 	return st
 }

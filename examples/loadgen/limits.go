@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -42,19 +40,15 @@ type limits struct {
 	kpCap   int
 	batch   int
 
-	static map[string]*httptest.Server // by limit name
+	trivial *trivialServers
 }
 
-func newLimits(dir string, hc *httpClient, kpCap, batch int) *limits {
-	return &limits{dir: dir, hc: hc, kpCap: kpCap, batch: batch, static: map[string]*httptest.Server{}}
+func newLimits(dir string, hc *httpClient, kpCap, batch int, inProcess bool) *limits {
+	return &limits{dir: dir, hc: hc, kpCap: kpCap, batch: batch, trivial: newTrivialServers(dir, inProcess)}
 }
 
 // close stops the trivial servers.
-func (l *limits) close() {
-	for _, s := range l.static {
-		s.Close()
-	}
-}
+func (l *limits) close() { l.trivial.close() }
 
 // limitStore is a boltstore file opened with the example server's options
 // (boltstore.Open(path, nil)): fsync on, group commit on. Seeding reopens
@@ -272,33 +266,15 @@ func (l *limits) issue(actors []*actor) (spec, func(), error) {
 	return spec{name: limitIssue, op: op}, func() { store.Close() }, nil
 }
 
-// staticServer returns (starting it once) an httptest server whose only
-// handler answers every request with body and the headers the p2kit
-// handler sets. A nil body makes the do-nothing handler: 200, no body.
-func (l *limits) staticServer(name string, body []byte) *httptest.Server {
-	if s := l.static[name]; s != nil {
-		return s
+// staticSpec is the spec of a GET of the trivial handler serving body
+// (nil: the do-nothing handler).
+func (l *limits) staticSpec(name string, body []byte) (spec, error) {
+	url, err := l.trivial.url(name, body)
+	if err != nil {
+		return spec{}, err
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if body == nil {
-			return
-		}
-		hd := w.Header()
-		hd["Content-Type"] = []string{"application/json"}
-		hd["Cache-Control"] = []string{"no-store"}
-		hd["X-Content-Type-Options"] = []string{"nosniff"}
-		_, _ = w.Write(body)
-	})
-	s := httptest.NewServer(h)
-	l.static[name] = s
-	return s
-}
-
-// staticSpec is the spec of a GET of the trivial handler serving body.
-func (l *limits) staticSpec(name string, body []byte) spec {
-	url := l.staticServer(name, body).URL + "/"
 	return spec{name: name, op: func(ctx context.Context, _ int) error {
 		_, err := l.hc.expect(ctx, 200, "GET", url, "", nil)
 		return err
-	}}
+	}}, nil
 }

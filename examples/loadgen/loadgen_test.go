@@ -16,6 +16,18 @@ import (
 	"time"
 )
 
+// TestMain lets the test binary serve trivial handlers when the load
+// generator re-executes it as one.
+func TestMain(m *testing.M) {
+	if spec, ok := os.LookupEnv(trivialEnv); ok {
+		if err := serveTrivial(spec); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
+
 // runJSON runs the load generator with args and -json -q and decodes its
 // output.
 func runJSON(t *testing.T, args ...string) []Result {

@@ -34,6 +34,11 @@
 //	read-cert, read-server-key    a trivial net/http handler serving the same bytes
 //	mixed                         a do-nothing net/http handler
 //
+// The trivial handlers run in a child process (this binary re-executed),
+// as the server does; -trivial-in-process serves them from httptest
+// servers in the load generator's own process instead, which on two cores
+// answers a single client about 1.7 times faster.
+//
 // Pools are never allowed to run dry: before each phase a short
 // calibration run measures the rate, and the pool is topped up to twice
 // what the phase needs at that rate; the phase also stops when its
@@ -61,6 +66,13 @@ import (
 )
 
 func main() {
+	if spec, ok := os.LookupEnv(trivialEnv); ok {
+		if err := serveTrivial(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen trivial server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -89,7 +101,10 @@ type config struct {
 	uploadBatch  int
 	mix          []mixWeight
 	kpCap        int
+	certHistory  int
 	quiet        bool
+
+	trivialInProcess bool
 
 	scale        bool
 	seedKP       int
@@ -119,6 +134,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.uploadBatch, "upload-batch", 1, "KeyPackages per upload request (1-100)")
 	mix := fs.String("mix", defaultMix, "weights of the mixed scenario, name=weight,...")
 	fs.IntVar(&c.kpCap, "keypackage-cap", 1000, "the server's per-session KeyPackage cap (Config.MaxKeyPackagesPerSession)")
+	fs.IntVar(&c.certHistory, "cert-history", 0, "read-cert: renew the read user's ID-Cert this many times first (route 9 keeps every superseded cert)")
+	fs.BoolVar(&c.trivialInProcess, "trivial-in-process", false, "serve the trivial handlers from httptest servers in this process instead of a child process")
 	fs.BoolVar(&c.quiet, "q", false, "no progress on stderr")
 	fs.BoolVar(&c.scale, "scale", false, "run the scale measurement instead of the scenarios (see -seed-keypackages)")
 	fs.IntVar(&c.seedKP, "seed-keypackages", 1_000_000, "-scale: KeyPackages stored for the large measurement")
@@ -158,6 +175,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-keypackages-per-user must be 1 to -keypackage-cap")
 	case c.seedKP < c.perUser || c.baselineKP < c.perUser:
 		return c, errors.New("-seed-keypackages and -baseline-keypackages must be at least -keypackages-per-user")
+	case c.certHistory < 0:
+		return c, errors.New("-cert-history must not be negative")
 	case c.scaleClients < 1:
 		return c, errors.New("-scale-clients must be positive")
 	case c.scale && c.server != "":

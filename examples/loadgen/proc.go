@@ -49,6 +49,38 @@ func (p *procWatch) cpuTime() (time.Duration, bool) {
 	return time.Duration(ut+st) * time.Second / userHZ, true
 }
 
+// ioCounters returns the bytes the process caused to be written to
+// storage (write_bytes) and its write system calls (syscw), from
+// /proc/PID/io; pid 0 means this process.
+func ioCounters(pid int) (bytes, calls int64, ok bool) {
+	path := "/proc/self/io"
+	if pid > 0 {
+		path = fmt.Sprintf("/proc/%d/io", pid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "write_bytes":
+			bytes, found = n, found+1
+		case "syscw":
+			calls, found = n, found+1
+		}
+	}
+	return bytes, calls, found == 2
+}
+
 // memory is a snapshot of /proc/PID/status, in KiB.
 type memory struct {
 	rss, hwm, anon, file int64
@@ -135,19 +167,48 @@ func (s *rssSampler) finish() memory {
 	return s.max
 }
 
-// cpuSample is the CPU time of this process and of a watched process at
-// one instant.
+// cpuSample is the CPU time and storage writes of this process and of a
+// watched process at one instant.
 type cpuSample struct {
 	at     time.Time
 	self   time.Duration
 	proc   time.Duration
 	procOK bool
+
+	selfIO, procIO ioSample
+}
+
+// ioSample is a reading of /proc/PID/io.
+type ioSample struct {
+	bytes, calls int64
+	ok           bool
 }
 
 func sampleCPU(p *procWatch) cpuSample {
 	s := cpuSample{at: time.Now(), self: selfCPU()}
 	s.proc, s.procOK = p.cpuTime()
+	s.selfIO.bytes, s.selfIO.calls, s.selfIO.ok = ioCounters(0)
+	if p != nil && p.pid > 0 {
+		s.procIO.bytes, s.procIO.calls, s.procIO.ok = ioCounters(p.pid)
+	}
 	return s
+}
+
+// ioSince returns the bytes written and write calls made between s0 and
+// s by this process and by the watched one (-1 when unknown).
+func (s cpuSample) ioSince(s0 cpuSample) (self, proc ioDelta) {
+	d := func(a, b ioSample) ioDelta {
+		if !a.ok || !b.ok {
+			return ioDelta{-1, -1}
+		}
+		return ioDelta{b.bytes - a.bytes, b.calls - a.calls}
+	}
+	return d(s0.selfIO, s.selfIO), d(s0.procIO, s.procIO)
+}
+
+// ioDelta is storage writes over a window.
+type ioDelta struct {
+	bytes, calls int64
 }
 
 // since returns the CPU used between s0 and s, in cores (CPU seconds per

@@ -23,6 +23,7 @@ type Result struct {
 	P50      float64 `json:"p50_ms"`
 	P95      float64 `json:"p95_ms"`
 	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
 	Errors   int     `json:"errors"`
 
 	LimitName   string  `json:"limit_name"`
@@ -39,6 +40,13 @@ type Result struct {
 	LoadgenCPU float64 `json:"loadgen_cpu"`
 	ServerCPU  float64 `json:"server_cpu,omitempty"`
 	LimitCPU   float64 `json:"limit_cpu"`
+	// Storage writes per request of the server during the HTTP window
+	// and of this process during the limit's window, from /proc/PID/io
+	// (write_bytes, syscw): what each operation costs the disk.
+	ServerWriteKiB   float64 `json:"server_write_kib_per_req,omitempty"`
+	ServerWriteCalls float64 `json:"server_write_calls_per_req,omitempty"`
+	LimitWriteKiB    float64 `json:"limit_write_kib_per_op,omitempty"`
+	LimitWriteCalls  float64 `json:"limit_write_calls_per_op,omitempty"`
 	// NoopRPS (claim only) is a do-nothing net/http handler's rate at the
 	// same concurrency, for comparing with other servers measured that
 	// way.
@@ -94,6 +102,7 @@ func aggregate(all []Result) []Result {
 		r.P50 = med(func(r Result) float64 { return r.P50 })
 		r.P95 = med(func(r Result) float64 { return r.P95 })
 		r.P99 = med(func(r Result) float64 { return r.P99 })
+		r.Max = med(func(r Result) float64 { return r.Max })
 		r.LimitRPS = med(func(r Result) float64 { return r.LimitRPS })
 		r.LimitP50 = med(func(r Result) float64 { return r.LimitP50 })
 		r.LimitP99 = med(func(r Result) float64 { return r.LimitP99 })
@@ -102,6 +111,10 @@ func aggregate(all []Result) []Result {
 		r.ServerCPU = med(func(r Result) float64 { return r.ServerCPU })
 		r.LimitCPU = med(func(r Result) float64 { return r.LimitCPU })
 		r.NoopRPS = med(func(r Result) float64 { return r.NoopRPS })
+		r.ServerWriteKiB = med(func(r Result) float64 { return r.ServerWriteKiB })
+		r.ServerWriteCalls = med(func(r Result) float64 { return r.ServerWriteCalls })
+		r.LimitWriteKiB = med(func(r Result) float64 { return r.LimitWriteKiB })
+		r.LimitWriteCalls = med(func(r Result) float64 { return r.LimitWriteCalls })
 		r.StartupMS = med(func(r Result) float64 { return r.StartupMS })
 		r.RSSMiB = med(func(r Result) float64 { return r.RSSMiB })
 		r.RSSAnonMiB = med(func(r Result) float64 { return r.RSSAnonMiB })
@@ -163,14 +176,18 @@ func report(c config, results []Result, stdout io.Writer) error {
 // writeTable prints one row per scenario and concurrency.
 func writeTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tclients\treq/s\tp50 ms\tp95 ms\tp99 ms\terrors\t\tlimit\tlimit/s\tlimit p50 ms\tratio\tCPU loadgen+server\t")
+	fmt.Fprintln(tw, "scenario\tclients\treq/s\tp50 ms\tp95 ms\tp99 ms\terrors\t\tlimit\tlimit/s\tlimit p50 ms\tratio\tCPU loadgen+server\twrite KiB/op server|limit\t")
 	for _, r := range results {
 		cpu := fmt.Sprintf("%.2f", r.LoadgenCPU)
 		if r.ServerCPU > 0 {
 			cpu += fmt.Sprintf("+%.2f", r.ServerCPU)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\t%s\t%.0f\t%.3f\t%.2f\t%s\t\n",
-			r.Scenario, r.Clients, r.RPS, r.P50, r.P95, r.P99, r.Errors, r.LimitName, r.LimitRPS, r.LimitP50, r.Ratio, cpu)
+		wr := "-"
+		if r.ServerWriteKiB > 0 || r.LimitWriteKiB > 0 {
+			wr = fmt.Sprintf("%.1f|%.1f", r.ServerWriteKiB, r.LimitWriteKiB)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\t%s\t%.0f\t%.3f\t%.2f\t%s\t%s\t\n",
+			r.Scenario, r.Clients, r.RPS, r.P50, r.P95, r.P99, r.Errors, r.LimitName, r.LimitRPS, r.LimitP50, r.Ratio, cpu, wr)
 	}
 	tw.Flush()
 }
@@ -285,5 +302,11 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("machine: %s, %d CPUs, GOMAXPROCS %d, %s %s/%s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			load = fmt.Sprintf(", load average %s %s %s at the end", f[0], f[1], f[2])
+		}
+	}
+	return fmt.Sprintf("machine: %s, %d CPUs, GOMAXPROCS %d, %s %s/%s%s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
 }

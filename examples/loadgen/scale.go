@@ -264,7 +264,7 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 	row := func(name string, st stats) Result {
 		return Result{Scenario: name, Clients: c.scaleClients, Runs: 1, Stored: f.stored,
 			Requests: st.requests, RPS: st.rps(), P50: st.quantile(.5), P95: st.quantile(.95), P99: st.quantile(.99),
-			Errors: st.errors, ErrorSamples: st.errMsgs, LoadgenCPU: st.selfCPU, ServerCPU: max(0, st.procCPU),
+			Max: st.quantile(1), Errors: st.errors, ErrorSamples: st.errMsgs, LoadgenCPU: st.selfCPU, ServerCPU: max(0, st.procCPU),
 			StartupMS: float64(srv.startup) / float64(time.Millisecond), FileMiB: float64(fi.Size()) / (1 << 20)}
 	}
 	capped := phase{workers: c.scaleClients, warmup: 0, duration: c.duration + c.warmup, maxRequests: capN, op: op, proc: srv.watch}.run(ctx)

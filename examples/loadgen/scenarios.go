@@ -47,13 +47,15 @@ type env struct {
 	names  atomic.Int64
 	actors []*actor // actors[w] is the identity of worker w
 
-	claim    claimPool
-	upload   uploadPool
-	tokens   tokenPool
-	certURL  string // route 9 for actors[0]
-	certBody []byte // what route 9 answered while preparing
-	keyBody  []byte // what route 10 answered while preparing
-	rngs     []*rand.Rand
+	claim  claimPool
+	upload uploadPool
+	tokens tokenPool
+	// certHistory is how many superseded ID-Certs the read-cert user has.
+	certHistory int
+	certURL     string // route 9 of the read-cert user
+	certBody    []byte // what route 9 answered while preparing
+	keyBody     []byte // what route 10 answered while preparing
+	rngs        []*rand.Rand
 }
 
 // actor is one account with one session and one OpenPGP client key.
@@ -484,17 +486,27 @@ func (e *env) idcertOp(ctx context.Context, w int) error {
 	return err
 }
 
-// prepareReads gives actors[0] a current ID-Cert and records what routes 9
-// and 10 answer, for the trivial handlers that serve the same bytes.
+// prepareReads makes the user whose ID-Certs route 9 reads (an account of
+// its own, with one session whose cert was renewed certHistory times, so
+// it has that many superseded certs besides the current one) and records
+// what routes 9 and 10 answer, for the trivial handlers that serve the
+// same bytes.
 func (e *env) prepareReads(ctx context.Context) error {
-	if err := e.ensureActors(ctx, 1); err != nil {
-		return err
-	}
 	if e.certURL == "" {
-		if err := e.certify(ctx, e.actors[0]); err != nil {
+		a, err := e.newActor(ctx)
+		if err != nil {
 			return err
 		}
-		e.certURL = e.base + "/p2core/key/user/" + e.actors[0].sess.UserID.String()
+		if err := e.certify(ctx, a); err != nil {
+			return err
+		}
+		if e.certHistory > 0 {
+			e.progress("  renewing the read-cert user's ID-Cert %d times", e.certHistory)
+			if err := parallel(ctx, e.certHistory, 8, func(int) error { return e.certify(ctx, a) }); err != nil {
+				return err
+			}
+		}
+		e.certURL = e.base + "/p2core/key/user/" + a.sess.UserID.String()
 	}
 	var err error
 	if e.certBody, err = e.hc.expect(ctx, 200, "GET", e.certURL, "", nil); err != nil {
@@ -504,7 +516,7 @@ func (e *env) prepareReads(ctx context.Context) error {
 	return err
 }
 
-// readCertOp reads actors[0]'s ID-Certs (route 9), anonymously.
+// readCertOp reads the read-cert user's ID-Certs (route 9), anonymously.
 func (e *env) readCertOp(ctx context.Context, _ int) error {
 	_, err := e.hc.expect(ctx, 200, "GET", e.certURL, "", nil)
 	return err
