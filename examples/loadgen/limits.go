@@ -93,15 +93,17 @@ func (ls *limitStore) close() {
 }
 
 // synthKP returns a KeyPackage record of realistic size (275 bytes, as
-// mlstest's Ed25519 ones) with a unique init key. The Store does not
-// validate KeyPackages, so they need not be real ones.
+// mlstest's Ed25519 ones) with a unique init key and, like a real one
+// built at that moment, a lifetime ending 30 days from now in whole
+// seconds. The Store does not validate KeyPackages, so they need not be
+// real ones.
 func (l *limits) synthKP(user p2core.UserID, sid p2core.SessionID, now time.Time) p2core.KeyPackage {
 	ik := sha256.Sum256(binary.BigEndian.AppendUint64(nil, l.initKey.Add(1)))
 	data := make([]byte, 275)
 	copy(data, ik[:])
 	ref := sha256.Sum256(data)
 	return p2core.KeyPackage{UserID: user, SessionID: sid, Ref: ref[:], CipherSuite: 1, InitKey: ik[:], Data: data,
-		NotAfter: now.Add(30 * 24 * time.Hour), UploadedAt: now}
+		NotAfter: time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second), UploadedAt: now}
 }
 
 // synthUser is a user of the claim limit's store with one session.

@@ -208,8 +208,8 @@ func TestSVGChartHasAPanelPerScenarioWithData(t *testing.T) {
 	}
 }
 
-func TestNiceCeilRoundsUpToOneTwoFiveSteps(t *testing.T) {
-	for v, want := range map[float64]float64{0: 1, 7: 10, 1200: 2000, 2400: 2500, 4100: 5000, 10000: 10000} {
+func TestNiceCeilRoundsUpToTheNextRoundStep(t *testing.T) {
+	for v, want := range map[float64]float64{0: 1, 7: 8, 1200: 1200, 2400: 2500, 4100: 5000, 5109: 6000, 10000: 10000} {
 		if got := niceCeil(v); got != want {
 			t.Errorf("niceCeil(%v) = %v, want %v", v, got, want)
 		}

@@ -51,6 +51,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,6 +106,9 @@ type config struct {
 	quiet        bool
 
 	trivialInProcess bool
+	// reportFrom, when set, renders results saved with -json instead of
+	// measuring.
+	reportFrom string
 
 	scale        bool
 	seedKP       int
@@ -136,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.kpCap, "keypackage-cap", 1000, "the server's per-session KeyPackage cap (Config.MaxKeyPackagesPerSession)")
 	fs.IntVar(&c.certHistory, "cert-history", 0, "read-cert: renew the read user's ID-Cert this many times first (route 9 keeps every superseded cert)")
 	fs.BoolVar(&c.trivialInProcess, "trivial-in-process", false, "serve the trivial handlers from httptest servers in this process instead of a child process")
+	fs.StringVar(&c.reportFrom, "report", "", "print the table, targets and -svg chart of results saved with -json in this file, without measuring")
 	fs.BoolVar(&c.quiet, "q", false, "no progress on stderr")
 	fs.BoolVar(&c.scale, "scale", false, "run the scale measurement instead of the scenarios (see -seed-keypackages)")
 	fs.IntVar(&c.seedKP, "seed-keypackages", 1_000_000, "-scale: KeyPackages stored for the large measurement")
@@ -236,6 +241,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !c.quiet {
 			fmt.Fprintf(stderr, format+"\n", args...)
 		}
+	}
+	if c.reportFrom != "" {
+		b, err := os.ReadFile(c.reportFrom)
+		if err != nil {
+			return err
+		}
+		var results []Result
+		if err := json.Unmarshal(b, &results); err != nil {
+			return fmt.Errorf("%s: %w", c.reportFrom, err)
+		}
+		c.scale = len(results) > 0 && results[0].Stored > 0
+		return report(c, results, stdout)
 	}
 	tmp, err := os.MkdirTemp("", "p2kit-loadgen-")
 	if err != nil {

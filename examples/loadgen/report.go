@@ -169,7 +169,9 @@ func report(c config, results []Result, stdout io.Writer) error {
 	for _, ch := range checkTargets(results) {
 		fmt.Fprintln(stdout, ch)
 	}
-	fmt.Fprintf(stdout, "\n%s\n", machine())
+	if c.reportFrom == "" {
+		fmt.Fprintf(stdout, "\n%s\n", machine())
+	}
 	return nil
 }
 
