@@ -125,7 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	scenarios := fs.String("scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios to run: "+strings.Join(scenarioNames, ", "))
 	clients := fs.String("clients", "1,8,64", "comma-separated concurrencies; each scenario runs at each")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured time per scenario and concurrency (HTTP and limit each)")
-	fs.DurationVar(&c.warmup, "warmup", -1, "unmeasured time before each phase (default duration/10, at most 1s)")
+	c.warmup = -1
+	fs.Var((*autoDuration)(&c.warmup), "warmup", "unmeasured time before each phase; auto is duration/10, at most 1s")
 	fs.IntVar(&c.runs, "runs", 1, "repeat everything this many times and report the median of each number (errors are summed)")
 	fs.StringVar(&c.server, "server", "", "URL of a running example server to drive instead of starting one")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "process ID of the -server, to report its CPU and memory")
@@ -192,6 +193,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.server = strings.TrimRight(c.server, "/")
 	return c, nil
+}
+
+// autoDuration is a duration flag whose unset value (negative) prints as
+// "auto".
+type autoDuration time.Duration
+
+func (d *autoDuration) String() string {
+	if d == nil || *d < 0 {
+		return "auto"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *autoDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return errors.New("not a non-negative duration")
+	}
+	*d = autoDuration(v)
+	return nil
 }
 
 func parseScenarios(s, flagName string) ([]string, error) {
