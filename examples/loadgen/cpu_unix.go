@@ -15,3 +15,7 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// syncAll flushes every file system's dirty data (sync(2)), so the
+// storage work of one measurement does not leak into the next.
+func syncAll() { syscall.Sync() }

@@ -214,7 +214,8 @@ func seedStore(ctx context.Context, path string, users, perUser int, progress fu
 
 // scaleOnce copies a seeded file into a new data folder, starts the
 // example server on it and measures claims at c.scaleClients clients:
-// first capN claims (the comparable measurement), then, for the large
+// after a warm-up that claims nothing, first capN claims (the comparable
+// measurement), then, for the large
 // file, a sustained phase of -duration. The server's memory is sampled
 // every 50 ms throughout.
 func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, capN int64, progress func(string, ...any)) ([]Result, error) {
@@ -231,6 +232,10 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 	if err != nil {
 		return nil, err
 	}
+	// The previous measurement's server wrote, and its 1 GiB copy was
+	// deleted: let the disk settle so that does not stall this one.
+	syncAll()
+	time.Sleep(time.Second)
 	srv, err := startServer(ctx, bin, data, filepath.Join(tmp, "scale-server.log"), c.serverProcs)
 	if err != nil {
 		return nil, err
@@ -267,7 +272,15 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 			Max: st.quantile(1), Errors: st.errors, ErrorSamples: st.errMsgs, LoadgenCPU: st.selfCPU, ServerCPU: max(0, st.procCPU),
 			StartupMS: float64(srv.startup) / float64(time.Millisecond), FileMiB: float64(fi.Size()) / (1 << 20)}
 	}
-	capped := phase{workers: c.scaleClients, warmup: 0, duration: c.duration + c.warmup, maxRequests: capN, op: op, proc: srv.watch}.run(ctx)
+	// Warm up connections and the server with a request that consumes
+	// nothing (route 10), so the capped phase measures claims, not 64 new
+	// connections.
+	keyURL := srv.url + "/p2core/key/server"
+	phase{workers: c.scaleClients, duration: max(c.warmup, 300*time.Millisecond), op: func(ctx context.Context, _ int) error {
+		_, err := hc.expect(ctx, 200, "GET", keyURL, "", nil)
+		return err
+	}}.run(ctx)
+	capped := phase{workers: c.scaleClients, duration: c.duration + c.warmup, maxRequests: capN, op: op, proc: srv.watch}.run(ctx)
 	rows := []Result{row("claim-scale", capped)}
 	progress("  %d claims: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors", capped.requests, capped.rps(), capped.quantile(.5), capped.quantile(.99), capped.errors)
 	if f.stored > c.baselineKP {
@@ -286,7 +299,8 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 	return rows, nil
 }
 
-// copyFile copies src to a new file dst.
+// copyFile copies src to a new file dst and syncs it, so the server's
+// first commit does not pay for flushing the copy.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -298,6 +312,10 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
 		out.Close()
 		return err
 	}
