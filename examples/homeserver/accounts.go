@@ -40,21 +40,21 @@ type account struct {
 type accounts struct {
 	store  p2core.Store
 	domain string
-	admins []string
 	ids    *p2core.Snowflakes
 	iters  int
 
 	adminMu  sync.Mutex
 	adminIDs map[p2core.UserID]bool
+	pending  []string // admin names not registered yet
 }
 
 func newAccounts(store p2core.Store, domain string, admins []string, iterations int) *accounts {
 	var worker [2]byte
 	_, _ = rand.Read(worker[:])
-	return &accounts{store: store, domain: domain, admins: admins,
+	return &accounts{store: store, domain: domain,
 		ids:      p2core.NewSnowflakes(uint16(worker[0])<<8|uint16(worker[1]), nil),
 		iters:    iterations,
-		adminIDs: map[p2core.UserID]bool{}}
+		adminIDs: map[p2core.UserID]bool{}, pending: append([]string(nil), admins...)}
 }
 
 func accountKey(name string) string { return "example.account." + name }
@@ -71,20 +71,24 @@ func (s *accounts) get(ctx context.Context, name string) (account, error) {
 	return a, nil
 }
 
-// isAdmin reports whether user is one of the -admin usernames.
+// isAdmin reports whether user is one of the -admin usernames. It runs on
+// every authenticated request, so each admin name is looked up in the Store
+// only until it is found; after that the answer comes from memory.
 func (s *accounts) isAdmin(ctx context.Context, user p2core.UserID) bool {
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
-	if s.adminIDs[user] {
-		return true
-	}
-	for _, name := range s.admins {
-		if a, err := s.get(ctx, name); err == nil && a.UserID == user {
-			s.adminIDs[user] = true
-			return true
+	if len(s.pending) > 0 {
+		left := s.pending[:0]
+		for _, name := range s.pending {
+			if a, err := s.get(ctx, name); err == nil {
+				s.adminIDs[a.UserID] = true
+			} else {
+				left = append(left, name) // not registered yet
+			}
 		}
+		s.pending = left
 	}
-	return false
+	return s.adminIDs[user]
 }
 
 type credentials struct {
