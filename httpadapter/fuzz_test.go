@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +56,7 @@ func (h fuzzHomes) RedeemToken(ctx context.Context, domain, token, self string) 
 // foreign user's session. The handlers differ only in rate limits.
 type fuzzServer struct {
 	open, limited http.Handler
+	errs          *lockedBuffer // what the Handlers log: the cause of a 5xx
 	tokens        [4]string
 	documented    *http.ServeMux // route pattern -> documentedStatuses
 	seeds         [][3]string    // method, target, body
@@ -79,9 +82,12 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	}
 	const adminID = 2
 	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: func(_ context.Context, u p2core.UserID) bool { return u == adminID }}
+	errs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(errs, nil))
 	fs := &fuzzServer{
-		open:    httpadapter.New(svc, httpadapter.Options{Authenticator: auth, RateLimits: httpadapter.RateLimits{Disabled: true}}),
-		limited: httpadapter.New(svc, httpadapter.Options{Authenticator: auth, RateLimits: httpadapter.RateLimits{Principal: httpadapter.Rate{PerSecond: 1, Burst: 2}, Claim: httpadapter.Rate{PerSecond: 1, Burst: 1}, Address: httpadapter.Rate{PerSecond: 1, Burst: 2}}}),
+		errs:    errs,
+		open:    httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Disabled: true}}),
+		limited: httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Principal: httpadapter.Rate{PerSecond: 1, Burst: 2}, Claim: httpadapter.Rate{PerSecond: 1, Burst: 1}, Address: httpadapter.Rate{PerSecond: 1, Burst: 2}}}),
 	}
 	user := p2core.NewSnowflakes(1, clock).Next()
 	var alice p2core.Principal
@@ -256,10 +262,13 @@ func FuzzHandler(f *testing.F) {
 			h = fs.limited
 		}
 		rec := httptest.NewRecorder()
+		fs.errs.Reset()
 		h.ServeHTTP(rec, req)
 		status, got := rec.Code, rec.Body.Bytes()
 		if status >= 500 {
-			t.Fatalf("%s %s: %d %s", method, target, status, got)
+			// The Handler keeps state across inputs, so a failing input may
+			// not fail alone: the logged cause is what to go on.
+			t.Fatalf("%s %s: %d %s\nlogged: %s", method, target, status, got, fs.errs.String())
 		}
 		if status >= 300 && status < 400 {
 			if rec.Header().Get("Location") == "" {
@@ -305,4 +314,24 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %s: no route, but status %d", method, target, status)
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer safe for the Handlers' loggers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Reset() { b.mu.Lock(); b.buf.Reset(); b.mu.Unlock() }
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -104,6 +104,29 @@ func (s *Service) newKeyring(keys []ServerKey) (*keyring, error) {
 	return &keyring{loaded: time.Now(), keys: keys, current: parsed}, nil
 }
 
+// signerAt returns the key that signs ID-Certs issued at now, with its
+// fingerprint: the current key, or, when another instance whose clock runs
+// ahead made the current key and its creation time is still in the future
+// here, the newest key already valid at now. When no key is valid yet (the
+// first key came from such an instance), it is the current key and the
+// caller dates the ID-Cert at the key's creation, a skew of seconds.
+func (r *keyring) signerAt(now time.Time) (*idcert.ServerKey, []byte, error) {
+	cur := r.keys[len(r.keys)-1]
+	if !now.Before(r.current.Created()) {
+		return r.current, cur.Fingerprint, nil
+	}
+	for i := len(r.keys) - 2; i >= 0; i-- {
+		if k := r.keys[i]; !now.Before(k.CreatedAt) {
+			parsed, err := idcert.ParseServerKey(k.Private)
+			if err != nil {
+				return nil, nil, fmt.Errorf("parse stored server key: %w", err)
+			}
+			return parsed, k.Fingerprint, nil
+		}
+	}
+	return r.current, cur.Fingerprint, nil
+}
+
 func (s *Service) generateServerKey(now time.Time) (ServerKey, error) {
 	k, err := idcert.GenerateServerKey(s.cfg.Domain, idcert.Algorithm(s.cfg.ServerKeyAlgorithm), now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
 	if err != nil {
@@ -158,7 +181,8 @@ func (s *Service) ServerPublicKey(ctx context.Context, at time.Time) (ServerKey,
 // 11, administrators only) and returns it with Private cleared. Old keys
 // are kept so old ID-Certs stay verifiable. Every session gets
 // SERVER_KEY_CHANGE and then LOW_KEY_PACKAGES. ErrConflict if another
-// rotation won a race; the caller may retry.
+// rotation won a race or the key was replaced less than a second ago (key
+// validity has one-second resolution); the caller may retry.
 func (s *Service) RotateServerKey(ctx context.Context, p Principal) (ServerKey, error) {
 	if err := requireAdmin(p); err != nil {
 		return ServerKey{}, err
@@ -170,9 +194,10 @@ func (s *Service) RotateServerKey(ctx context.Context, p Principal) (ServerKey, 
 	prev := r.keys[len(r.keys)-1]
 	now := s.now().Truncate(time.Second)
 	if !now.After(prev.CreatedAt) {
-		// OpenPGP times have one-second resolution; keep validity windows
-		// ordered.
-		now = prev.CreatedAt.Add(time.Second)
+		// OpenPGP times have one-second resolution. A key dated after now
+		// could not sign ID-Certs until the clock caught up, so validity
+		// windows stay ordered and never start in the future.
+		return ServerKey{}, Errorf(ErrConflict, "the server key was replaced less than a second ago; retry in a second")
 	}
 	k, err := s.generateServerKey(now)
 	if err != nil {
@@ -226,12 +251,19 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) 
 	if err != nil {
 		return IDCert{}, err
 	}
+	signer, fpr, err := r.signerAt(now)
+	if err != nil {
+		return IDCert{}, err
+	}
+	if created := signer.Created(); now.Before(created) {
+		now = created
+	}
 	serial, err := uuid.NewV7FromReader(s.cfg.Rand)
 	if err != nil {
 		return IDCert{}, fmt.Errorf("serial: %w", err)
 	}
 	lifetime := s.cfg.IDCertLifetime
-	if exp := r.current.Expires(); !exp.IsZero() {
+	if exp := signer.Expires(); !exp.IsZero() {
 		if left := exp.Sub(now); left < lifetime {
 			lifetime = left
 		}
@@ -239,13 +271,13 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) 
 			return IDCert{}, errors.New("the server key has expired; an administrator must rotate it")
 		}
 	}
-	res, err := idcert.Issue(r.current, ck, idcert.IssueParams{SessionID: string(p.SessionID), Serial: serial, Now: now, Lifetime: lifetime})
+	res, err := idcert.Issue(signer, ck, idcert.IssueParams{SessionID: string(p.SessionID), Serial: serial, Now: now, Lifetime: lifetime})
 	if err != nil {
 		return IDCert{}, fmt.Errorf("issue ID-Cert: %w", err)
 	}
 	c := IDCert{
 		UserID: p.UserID, SessionID: p.SessionID, FID: p.FID, Serial: serial.String(),
-		Cert: res.Raw, SignatureKey: res.MLSSignatureKey, ServerKeyFingerprint: r.current.Fingerprint(),
+		Cert: res.Raw, SignatureKey: res.MLSSignatureKey, ServerKeyFingerprint: fpr,
 		IssuedAt: res.IssuedAt.UTC(), ExpiresAt: res.Expires.UTC(),
 	}
 	if err := s.store.PutIDCert(ctx, c); err != nil {
