@@ -62,8 +62,9 @@ type Options struct {
 // maxBatch bounds how many queued writes share one commit.
 const maxBatch = 1000
 
-// formatVersion is the layout of the file; Open refuses other versions.
-const formatVersion = 1
+// formatVersion is the layout of the file; Open converts format 1 and
+// refuses other versions.
+const formatVersion = 2
 
 // Store is a p2core.Store kept in one bbolt file. It is safe for concurrent
 // use; every method is atomic.

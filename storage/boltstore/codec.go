@@ -27,21 +27,25 @@ import (
 //	cert_serials    's'|serial -> key in certs
 //	cert_current    user(8)|session -> key in certs
 //	server_keys     seq(8) -> server key record
-//	keypackages     user(8)|session -> bucket of that session:
-//	    q   suite(2)|seq(8) -> KeyPackage (oldest first per suite)
-//	    x   notAfter(8)|seq(8) -> suite(2) (expiry index: counts)
-//	    n   number of regular KeyPackages (expired included)
-//	    lr  last resort record
-//	    u   present when the last resort was handed out since it was set
+//	kp              base|'h' -> session header: count(8) minNotAfter(8) lrUsed(1)
+//	                base|'l' -> last resort record
+//	                base|'q'|suite(2)|seq(8) -> KeyPackage (oldest first per suite)
+//	                where base = user(8)|len(session)(1)|session
 //	init_keys       'i'|initKey -> notAfter(8)|kind(1)|seq(8)|suite(2)|user(8)|session
 //	init_key_expiry notAfter(8)|initKey -> ""
 //
-// An init_keys entry says where its KeyPackage is stored (kind 'r': the
-// regular KeyPackage at suite|seq of the session, kind 'l': the session's
-// last resort). When that KeyPackage is no longer there it was handed out,
-// and the entry blocks the init key until notAfter. So a claim writes only
-// inside the session's bucket; purges walk init_key_expiry. Sequence
-// numbers come from the keypackages bucket and are never reused.
+// All of a session's KeyPackages sit in one flat bucket, header first, so
+// a claim rewrites one leaf page (and the branch pages above it) instead
+// of the pages of nested buckets. An init_keys entry says where its
+// KeyPackage is stored (kind 'r': the regular KeyPackage at suite|seq of
+// the session, kind 'l': the session's last resort). When that KeyPackage
+// is no longer there it was handed out, and the entry blocks the init key
+// until notAfter. So a claim writes only the session's records; purges
+// walk init_key_expiry. Sequence numbers come from the kp bucket and are
+// never reused.
+//
+// Format 1 kept each session's KeyPackages in a bucket of its own inside
+// "keypackages"; Open converts such a file (see migrate.go).
 const (
 	bMeta          = "meta"
 	bTokens        = "tokens"
@@ -54,16 +58,11 @@ const (
 	bCertSerials   = "cert_serials"
 	bCertCurrent   = "cert_current"
 	bServerKeys    = "server_keys"
-	bKeyPackages   = "keypackages"
+	bKP            = "kp"
 	bInitKeys      = "init_keys"
 	bInitKeyExpiry = "init_key_expiry"
 
 	kFormat = "format"
-	kQueue  = "q"
-	kExpiry = "x"
-	kCount  = "n"
-	kLR     = "lr"
-	kLRUsed = "u"
 )
 
 // Kinds of init_keys entries.
@@ -74,7 +73,7 @@ const (
 
 func topBuckets() []string {
 	return []string{bMeta, bTokens, bTokensByUser, bSettings, bSessions, bSessionTokens, bFIDs,
-		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKeyPackages, bInitKeys, bInitKeyExpiry}
+		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKP, bInitKeys, bInitKeyExpiry}
 }
 
 // initBuckets creates the layout in a new file and checks the format of an
@@ -90,8 +89,14 @@ func initBuckets(tx *bolt.Tx) error {
 	if v == nil {
 		return meta.Put([]byte(kFormat), u64(formatVersion))
 	}
+	if len(v) == 8 && binary.BigEndian.Uint64(v) == 1 {
+		if err := migrateFormat1(tx); err != nil {
+			return fmt.Errorf("converting the file from format 1: %w", err)
+		}
+		return meta.Put([]byte(kFormat), u64(formatVersion))
+	}
 	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-		return fmt.Errorf("file has format %x, this version reads %d", v, formatVersion)
+		return fmt.Errorf("file has format %x, this version reads %d (and converts 1)", v, formatVersion)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,11 +15,17 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// KeyPackage record (in a session's q bucket, keyed suite(2)|seq(8)):
+// KeyPackage record (key base|'q'|suite(2)|seq(8) of the kp bucket):
 // notAfter(8) uploaded(8) ref initKey data.
 //
-// Last-resort record (key lr of the session bucket): suite(2) notAfter(8)
-// uploaded(8) ref initKey data.
+// Last-resort record (key base|'l'): suite(2) notAfter(8) uploaded(8) ref
+// initKey data.
+//
+// Session header (key base|'h'): count(8) minNotAfter(8) lrUsed(1), where
+// count is the number of regular KeyPackages (expired included) and
+// minNotAfter a lower bound of their NotAfter: when it is after now, none
+// has expired and nothing needs counting. The header sorts before the
+// session's other records, so a claim reads and writes one leaf page.
 
 func encodeKP(kp p2core.KeyPackage, withSuite bool) []byte {
 	e := enc{b: make([]byte, 0, 2+16+3*2+len(kp.Ref)+len(kp.InitKey)+len(kp.Data))}
@@ -60,50 +68,109 @@ func kpInitKey(v []byte) ([]byte, error) {
 	return ik, d.err
 }
 
-func kpBucket(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket([]byte(bKeyPackages)) }
+func kpBucket(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket([]byte(bKP)) }
 
-// sessionBucket returns the bucket of a session's supply, creating it.
-func sessionBucket(kpb *bolt.Bucket, sk []byte) (*bolt.Bucket, error) {
-	ksb, err := kpb.CreateBucketIfNotExists(sk)
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range []string{kQueue, kExpiry} {
-		if _, err := ksb.CreateBucketIfNotExists([]byte(name)); err != nil {
-			return nil, err
-		}
-	}
-	return ksb, nil
+// Record tags after a session's base key; they sort header first.
+const (
+	tagHeader     = 'h'
+	tagLastResort = 'l'
+	tagQueue      = 'q'
+)
+
+// kpBase returns user(8)|len(1)|session, the prefix of every record of the
+// session in the kp bucket, from sk = user(8)|session. The length byte
+// keeps one session's records contiguous even when another session's ID
+// starts with this one's.
+func kpBase(sk []byte) []byte {
+	out := make([]byte, 0, len(sk)+1)
+	out = append(out, sk[:8]...)
+	out = append(out, byte(len(sk)-8))
+	return append(out, sk[8:]...)
 }
 
-// regularCount is the number of the session's regular KeyPackages,
-// expired or not.
-func regularCount(ksb *bolt.Bucket) uint64 {
-	v := ksb.Get([]byte(kCount))
-	if len(v) != 8 {
+// kpKey returns base|tag|rest.
+func kpKey(base []byte, tag byte, rest ...[]byte) []byte {
+	return cat(append(cat(base), tag), cat(rest...))
+}
+
+// header is a session's header record.
+type header struct {
+	count    uint64
+	minAfter []byte // 8 bytes, sortable; meaningful when count > 0
+	lrUsed   bool
+}
+
+// supply is one session's records in the kp bucket, read and written
+// within one transaction.
+type supply struct {
+	b      *bolt.Bucket
+	base   []byte
+	h      header
+	exists bool // the header is stored
+}
+
+// openSupply reads the session's header; exists is false when the session
+// stores nothing.
+func openSupply(kpb *bolt.Bucket, base []byte) (*supply, error) {
+	sp := &supply{b: kpb, base: base, h: header{minAfter: make([]byte, 8)}}
+	v := kpb.Get(kpKey(base, tagHeader))
+	if v == nil {
+		return sp, nil
+	}
+	if len(v) != 17 {
+		return nil, errCorrupt
+	}
+	sp.exists = true
+	sp.h = header{count: binary.BigEndian.Uint64(v), minAfter: bytes.Clone(v[8:16]), lrUsed: v[16] == 1}
+	return sp, nil
+}
+
+// save writes the header back, or removes it when the session stores
+// nothing any more.
+func (sp *supply) save() error {
+	if sp.h.count == 0 && sp.b.Get(kpKey(sp.base, tagLastResort)) == nil {
+		sp.exists = false
+		return sp.b.Delete(kpKey(sp.base, tagHeader))
+	}
+	v := make([]byte, 17)
+	binary.BigEndian.PutUint64(v, sp.h.count)
+	copy(v[8:16], sp.h.minAfter)
+	if sp.h.lrUsed {
+		v[16] = 1
+	}
+	sp.exists = true
+	return sp.b.Put(kpKey(sp.base, tagHeader), v)
+}
+
+// noteAfter lowers the header's NotAfter bound for a new regular
+// KeyPackage.
+func (sp *supply) noteAfter(notAfter []byte) {
+	if sp.h.count == 0 || bytes.Compare(notAfter, sp.h.minAfter) < 0 {
+		sp.h.minAfter = bytes.Clone(notAfter)
+	}
+}
+
+// expired counts the session's regular KeyPackages whose NotAfter is not
+// after now: nothing to count while the header's bound is after now, else
+// a walk over the session's queue.
+func (sp *supply) expired(nowKey []byte) int {
+	if sp.h.count == 0 || bytes.Compare(sp.h.minAfter, nowKey) > 0 {
 		return 0
 	}
-	return binary.BigEndian.Uint64(v)
-}
-
-func setRegularCount(ksb *bolt.Bucket, n uint64) error {
-	return ksb.Put([]byte(kCount), u64(n))
-}
-
-// expiredCount counts the session's regular KeyPackages whose NotAfter is
-// not after now: a walk over the head of the expiry index.
-func expiredCount(ksb *bolt.Bucket, nowKey []byte) int {
+	prefix := kpKey(sp.base, tagQueue)
 	n := 0
-	c := ksb.Bucket([]byte(kExpiry)).Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], nowKey) <= 0; k, _ = c.Next() {
-		n++
+	c := sp.b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) >= 8 && bytes.Compare(v[:8], nowKey) <= 0 {
+			n++
+		}
 	}
 	return n
 }
 
 // available counts the session's unexpired regular KeyPackages.
-func available(ksb *bolt.Bucket, nowKey []byte) int {
-	return int(regularCount(ksb)) - expiredCount(ksb, nowKey)
+func (sp *supply) available(nowKey []byte) int {
+	return int(sp.h.count) - sp.expired(nowKey)
 }
 
 // initKeyUse is a decoded init_keys entry.
@@ -132,16 +199,13 @@ func decodeInitKeyUse(v []byte) (initKeyUse, error) {
 // stored reports whether the KeyPackage an init_keys entry points at is
 // still stored; if not, it was handed out.
 func (u initKeyUse) stored(tx *bolt.Tx, initKey []byte) (bool, error) {
-	ksb := kpBucket(tx).Bucket(u.session)
-	if ksb == nil {
-		return false, nil
-	}
+	kpb, base := kpBucket(tx), kpBase(u.session)
 	var v []byte
 	switch u.kind {
 	case kindRegular:
-		v = ksb.Bucket([]byte(kQueue)).Get(cat(u.suite, u.seq))
+		v = kpb.Get(kpKey(base, tagQueue, u.suite, u.seq))
 	case kindLastResort:
-		if lr := ksb.Get([]byte(kLR)); len(lr) >= 2 {
+		if lr := kpb.Get(kpKey(base, tagLastResort)); len(lr) >= 2 {
 			v = lr[2:]
 		}
 	default:
@@ -203,9 +267,10 @@ func forgetInitKey(tx *bolt.Tx, initKey []byte) error {
 // dropLastResort removes the session's last resort, if any. One that was
 // handed out keeps its init key blocked until its NotAfter, like any
 // handed-out KeyPackage: its init_keys entry stays and, with the last
-// resort gone, means "handed out".
-func dropLastResort(tx *bolt.Tx, ksb *bolt.Bucket, nowKey []byte) error {
-	v := ksb.Get([]byte(kLR))
+// resort gone, means "handed out". The caller saves the header.
+func dropLastResort(tx *bolt.Tx, sp *supply, nowKey []byte) error {
+	key := kpKey(sp.base, tagLastResort)
+	v := sp.b.Get(key)
 	if v == nil {
 		return nil
 	}
@@ -216,15 +281,12 @@ func dropLastResort(tx *bolt.Tx, ksb *bolt.Bucket, nowKey []byte) error {
 	if err != nil {
 		return err
 	}
-	used := ksb.Get([]byte(kLRUsed)) != nil
-	keep := used && bytes.Compare(v[2:10], nowKey) > 0
+	keep := sp.h.lrUsed && bytes.Compare(v[2:10], nowKey) > 0
 	ik = bytes.Clone(ik)
-	if err := ksb.Delete([]byte(kLR)); err != nil {
+	if err := sp.b.Delete(key); err != nil {
 		return err
 	}
-	if err := ksb.Delete([]byte(kLRUsed)); err != nil {
-		return err
-	}
+	sp.h.lrUsed = false
 	if keep {
 		return nil
 	}
@@ -235,28 +297,33 @@ func dropLastResort(tx *bolt.Tx, ksb *bolt.Bucket, nowKey []byte) error {
 // whether there was one.
 func deleteKeyPackageSession(tx *bolt.Tx, sk []byte, now time.Time) (bool, error) {
 	kpb := kpBucket(tx)
-	ksb := kpb.Bucket(sk)
-	if ksb == nil {
-		return false, nil
-	}
-	var keys [][]byte
-	err := ksb.Bucket([]byte(kQueue)).ForEach(func(_, v []byte) error {
-		ik, err := kpInitKey(v)
-		keys = append(keys, bytes.Clone(ik))
-		return err
-	})
-	if err != nil {
+	sp, err := openSupply(kpb, kpBase(sk))
+	if err != nil || !sp.exists {
 		return false, err
 	}
-	for _, ik := range keys {
-		if err := forgetInitKey(tx, ik); err != nil {
+	prefix := kpKey(sp.base, tagQueue)
+	var keys, initKeys [][]byte
+	c := kpb.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		ik, err := kpInitKey(v)
+		if err != nil {
+			return false, err
+		}
+		keys, initKeys = append(keys, bytes.Clone(k)), append(initKeys, bytes.Clone(ik))
+	}
+	for i, k := range keys {
+		if err := kpb.Delete(k); err != nil {
+			return false, err
+		}
+		if err := forgetInitKey(tx, initKeys[i]); err != nil {
 			return false, err
 		}
 	}
-	if err := dropLastResort(tx, ksb, timeKey(now)); err != nil {
+	if err := dropLastResort(tx, sp, timeKey(now)); err != nil {
 		return false, err
 	}
-	return true, kpb.DeleteBucket(sk)
+	sp.h.count = 0
+	return true, sp.save()
 }
 
 // preparedKP is a KeyPackage encoded before its transaction starts.
@@ -294,6 +361,7 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 		preps[i] = p
 	}
 	sk := userSessionKey(user, sid)
+	base := kpBase(sk)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		seen := make(map[string]struct{}, len(preps))
 		for i, p := range preps {
@@ -310,35 +378,29 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 			seen[string(p.initKey)] = struct{}{}
 		}
 		kpb := kpBucket(tx)
-		have := 0
-		if ksb := kpb.Bucket(sk); ksb != nil {
-			have = available(ksb, nowKey)
-		}
-		if have+fresh > max {
-			return fmt.Errorf("boltstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
-		}
-		ksb, err := sessionBucket(kpb, sk)
+		sp, err := openSupply(kpb, base)
 		if err != nil {
 			return err
 		}
-		q, x := ksb.Bucket([]byte(kQueue)), ksb.Bucket([]byte(kExpiry))
+		if have := sp.available(nowKey); have+fresh > max {
+			return fmt.Errorf("boltstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
+		}
 		for _, p := range preps {
 			seq, err := kpb.NextSequence()
 			if err != nil {
 				return err
 			}
 			sq := u64(seq)
-			if err := q.Put(cat(p.suite, sq), p.rec); err != nil {
-				return err
-			}
-			if err := x.Put(cat(p.notAfter, sq), p.suite); err != nil {
+			if err := kpb.Put(kpKey(base, tagQueue, p.suite, sq), p.rec); err != nil {
 				return err
 			}
 			if err := setInitKey(tx, p.initKey, encodeInitKeyUse(p.notAfter, kindRegular, sq, p.suite, sk)); err != nil {
 				return err
 			}
+			sp.noteAfter(p.notAfter)
+			sp.h.count++
 		}
-		return setRegularCount(ksb, regularCount(ksb)+uint64(len(preps)))
+		return sp.save()
 	})
 }
 
@@ -350,17 +412,20 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 	rec := encodeKP(kp, true)
 	sk := userSessionKey(kp.UserID, kp.SessionID)
 	use := encodeInitKeyUse(timeKey(kp.NotAfter), kindLastResort, nil, nil, sk)
+	base := kpBase(sk)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		kpb := kpBucket(tx)
+		sp, err := openSupply(kpb, base)
+		if err != nil {
+			return err
+		}
 		replacesSame := false
-		if ksb := kpb.Bucket(sk); ksb != nil {
-			if v := ksb.Get([]byte(kLR)); len(v) >= 2 {
-				old, err := kpInitKey(v[2:])
-				if err != nil {
-					return err
-				}
-				replacesSame = bytes.Equal(old, initKey)
+		if v := kpb.Get(kpKey(base, tagLastResort)); len(v) >= 2 {
+			old, err := kpInitKey(v[2:])
+			if err != nil {
+				return err
 			}
+			replacesSame = bytes.Equal(old, initKey)
 		}
 		if !replacesSame {
 			inUse, err := initKeyInUse(tx, initKey, nowKey)
@@ -371,26 +436,25 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 				return fmt.Errorf("boltstore: last resort: init key in use: %w", p2core.ErrDuplicateKeyPackage)
 			}
 		}
-		ksb, err := sessionBucket(kpb, sk)
-		if err != nil {
+		if err := dropLastResort(tx, sp, nowKey); err != nil {
 			return err
 		}
-		if err := dropLastResort(tx, ksb, nowKey); err != nil {
+		if err := kpb.Put(kpKey(base, tagLastResort), rec); err != nil {
 			return err
 		}
-		if err := ksb.Put([]byte(kLR), rec); err != nil {
+		if err := setInitKey(tx, initKey, use); err != nil {
 			return err
 		}
-		return setInitKey(tx, initKey, use)
+		return sp.save()
 	})
 }
 
-// oldestLive returns the key (copied) and value of the oldest regular
-// KeyPackage of the suite (any suite when 0) whose NotAfter is after now.
-// Expired heads are skipped, not removed: now is the caller's and need not
-// grow from call to call.
-func oldestLive(q *bolt.Bucket, suite uint16, nowKey []byte) (k, v []byte) {
-	c := q.Cursor()
+// oldestLive returns the key (copied) and value of the session's oldest
+// regular KeyPackage of the suite (any suite when 0) whose NotAfter is
+// after now. Expired heads are skipped, not removed: now is the caller's
+// and need not grow from call to call.
+func oldestLive(c *bolt.Cursor, base []byte, suite uint16, nowKey []byte) (k, v []byte) {
+	queue := kpKey(base, tagQueue)
 	liveIn := func(prefix []byte) ([]byte, []byte) {
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(v) >= 8 && bytes.Compare(v[:8], nowKey) > 0 {
@@ -400,72 +464,71 @@ func oldestLive(q *bolt.Bucket, suite uint16, nowKey []byte) (k, v []byte) {
 		return nil, nil
 	}
 	if suite != 0 {
-		return liveIn(u16(suite))
+		return liveIn(cat(queue, u16(suite)))
 	}
+	// Each suite's queue is in upload order; the oldest live KeyPackage
+	// is the first live one of some suite with the lowest sequence.
+	qlen := len(queue)
 	var bestK, bestV []byte
-	for k, _ := c.First(); len(k) == 10; {
-		s := binary.BigEndian.Uint16(k)
-		if lk, lv := liveIn(u16(s)); lk != nil && (bestK == nil || bytes.Compare(lk[2:], bestK[2:]) < 0) {
+	for k, _ := c.Seek(queue); k != nil && bytes.HasPrefix(k, queue) && len(k) == qlen+10; {
+		s := binary.BigEndian.Uint16(k[qlen:])
+		if lk, lv := liveIn(cat(queue, u16(s))); lk != nil && (bestK == nil || bytes.Compare(lk[qlen+2:], bestK[qlen+2:]) < 0) {
 			bestK, bestV = lk, lv
 		}
 		if s == 0xffff {
 			break
 		}
-		k, _ = c.Seek(u16(s + 1))
+		k, _ = c.Seek(cat(queue, u16(s+1)))
 	}
 	return bestK, bestV
 }
 
-// claimFrom claims from one session's supply. It writes only inside the
-// session's bucket: the init key's entry stays and now means "handed out".
-// wrote reports a change; empty that the supply is now empty and its
-// bucket can go.
-func claimFrom(ksb *bolt.Bucket, user p2core.UserID, sid p2core.SessionID, suite uint16, nowKey []byte) (res *p2core.ClaimedKeyPackage, wrote, empty bool, err error) {
-	q := ksb.Bucket([]byte(kQueue))
-	if qk, qv := oldestLive(q, suite, nowKey); qk != nil {
-		kp, err := decodeKP(user, sid, binary.BigEndian.Uint16(qk), qv)
-		if err != nil {
-			return nil, false, false, err
+// claimFrom claims from one session's supply. It writes only the
+// session's records, all next to each other: the init key's entry stays
+// and now means "handed out". wrote reports a change.
+func claimFrom(sp *supply, user p2core.UserID, sid p2core.SessionID, suite uint16, nowKey []byte) (res *p2core.ClaimedKeyPackage, wrote bool, err error) {
+	if sp.h.count > 0 {
+		qk, qv := oldestLive(sp.b.Cursor(), sp.base, suite, nowKey)
+		if qk != nil {
+			kp, err := decodeKP(user, sid, binary.BigEndian.Uint16(qk[len(qk)-10:]), qv)
+			if err != nil {
+				return nil, false, err
+			}
+			if err := sp.b.Delete(qk); err != nil {
+				return nil, false, err
+			}
+			sp.h.count--
+			res = &p2core.ClaimedKeyPackage{KeyPackage: kp, Remaining: sp.available(nowKey)}
+			return res, true, sp.save()
 		}
-		if err := q.Delete(qk); err != nil {
-			return nil, false, false, err
-		}
-		if err := ksb.Bucket([]byte(kExpiry)).Delete(cat(timeKey(kp.NotAfter), qk[2:])); err != nil {
-			return nil, false, false, err
-		}
-		n := regularCount(ksb) - 1
-		if err := setRegularCount(ksb, n); err != nil {
-			return nil, false, false, err
-		}
-		res = &p2core.ClaimedKeyPackage{KeyPackage: kp, Remaining: int(n) - expiredCount(ksb, nowKey)}
-		return res, true, n == 0 && ksb.Get([]byte(kLR)) == nil, nil
 	}
-	v := ksb.Get([]byte(kLR))
+	v := sp.b.Get(kpKey(sp.base, tagLastResort))
 	if len(v) < 10 || bytes.Compare(v[2:10], nowKey) <= 0 {
-		return nil, false, false, nil
+		return nil, false, nil
 	}
 	lr, err := decodeLR(user, sid, v)
 	if err != nil {
-		return nil, false, false, err
+		return nil, false, err
 	}
 	if suite != 0 && lr.CipherSuite != suite {
-		return nil, false, false, nil
+		return nil, false, nil
 	}
-	if ksb.Get([]byte(kLRUsed)) == nil {
-		if err := ksb.Put([]byte(kLRUsed), []byte{1}); err != nil {
-			return nil, false, false, err
+	if !sp.h.lrUsed {
+		sp.h.lrUsed = true
+		if err := sp.save(); err != nil {
+			return nil, false, err
 		}
 		wrote = true
 	}
-	return &p2core.ClaimedKeyPackage{KeyPackage: lr, LastResort: true, Remaining: available(ksb, nowKey)}, wrote, false, nil
+	return &p2core.ClaimedKeyPackage{KeyPackage: lr, LastResort: true, Remaining: sp.available(nowKey)}, wrote, nil
 }
 
 // ClaimKeyPackages implements p2core.KeyPackageStore. A last resort is
 // handed out only when it matches suite (when suite is not 0). Remaining
 // counts the session's unexpired regular KeyPackages of every suite. The
-// cost per session is a few page reads plus one record per expired
-// KeyPackage at the head of its queue, and writes inside the session's
-// bucket only.
+// cost per session is a few page reads (plus a walk of its queue while it
+// holds expired KeyPackages not yet purged), and its writes stay within
+// the leaf page that holds the session's header and the head of its queue.
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	nowKey := timeKey(now)
 	prefix := u64(uint64(user))
@@ -473,18 +536,27 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		out = []p2core.ClaimedKeyPackage{}
 		kpb := kpBucket(tx)
-		var sessions [][]byte
+		// The user's sessions: each one's records start with its header.
+		var bases [][]byte
 		c := kpb.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			sessions = append(sessions, bytes.Clone(k))
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+			if len(k) < 10 || len(k) < 10+int(k[8]) {
+				return errCorrupt
+			}
+			base := bytes.Clone(k[:9+int(k[8])])
+			bases = append(bases, base)
+			k, _ = c.Seek(cat(base, []byte{0xff}))
 		}
 		changed := false
-		for _, sk := range sessions {
-			ksb := kpb.Bucket(sk)
-			if ksb == nil {
-				continue
+		for _, base := range bases {
+			sp, err := openSupply(kpb, base)
+			if err != nil {
+				return err
 			}
-			res, wrote, empty, err := claimFrom(ksb, user, p2core.SessionID(sk[8:]), suite, nowKey)
+			if !sp.exists {
+				return errCorrupt
+			}
+			res, wrote, err := claimFrom(sp, user, p2core.SessionID(base[9:]), suite, nowKey)
 			if err != nil {
 				return err
 			}
@@ -492,11 +564,6 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 				out = append(out, *res)
 			}
 			changed = changed || wrote
-			if empty {
-				if err := kpb.DeleteBucket(sk); err != nil {
-					return err
-				}
-			}
 		}
 		if !changed {
 			return errNoChange
@@ -506,6 +573,10 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	if err != nil {
 		return nil, err
 	}
+	// Sessions sort by the length of their ID first in the file.
+	slices.SortFunc(out, func(a, b p2core.ClaimedKeyPackage) int {
+		return strings.Compare(string(a.SessionID), string(b.SessionID))
+	})
 	return out, nil
 }
 
@@ -513,15 +584,16 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 // stored last resort even when it has expired (until it is purged).
 func (s *Store) KeyPackageStatus(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) (p2core.KeyPackageStatus, error) {
 	nowKey := timeKey(now)
+	base := kpBase(userSessionKey(user, sid))
 	var out p2core.KeyPackageStatus
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		ksb := kpBucket(tx).Bucket(userSessionKey(user, sid))
-		if ksb == nil {
-			return nil
+		sp, err := openSupply(kpBucket(tx), base)
+		if err != nil || !sp.exists {
+			return err
 		}
-		out.Available = available(ksb, nowKey)
-		out.LastResort = ksb.Get([]byte(kLR)) != nil
-		out.LastResortUsed = out.LastResort && ksb.Get([]byte(kLRUsed)) != nil
+		out.Available = sp.available(nowKey)
+		out.LastResort = sp.b.Get(kpKey(base, tagLastResort)) != nil
+		out.LastResortUsed = out.LastResort && sp.h.lrUsed
 		return nil
 	})
 	if err != nil {
@@ -549,7 +621,7 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 		}
 		ik := tx.Bucket([]byte(bInitKeys))
 		kpb := kpBucket(tx)
-		touched := map[string]struct{}{}
+		touched := map[string]*supply{}
 		for _, k := range expired {
 			initKey := k[8:]
 			v := ik.Get(initKeyKey(initKey))
@@ -563,28 +635,31 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			if err != nil {
 				return err
 			}
-			u.session = bytes.Clone(u.session)
+			u.session, u.seq, u.suite = bytes.Clone(u.session), bytes.Clone(u.seq), bytes.Clone(u.suite)
 			stored, err := u.stored(tx, initKey)
 			if err != nil {
 				return err
 			}
 			if stored {
-				ksb := kpb.Bucket(u.session)
-				if err := deleteStored(ksb, u); err != nil {
+				sp := touched[string(u.session)]
+				if sp == nil {
+					if sp, err = openSupply(kpb, kpBase(u.session)); err != nil {
+						return err
+					}
+					touched[string(u.session)] = sp
+				}
+				if err := deleteStored(sp, u); err != nil {
 					return err
 				}
-				touched[string(u.session)] = struct{}{}
 				n++
 			}
 			if err := forgetInitKey(tx, initKey); err != nil {
 				return err
 			}
 		}
-		for sk := range touched {
-			if ksb := kpb.Bucket([]byte(sk)); ksb != nil && regularCount(ksb) == 0 && ksb.Get([]byte(kLR)) == nil {
-				if err := kpb.DeleteBucket([]byte(sk)); err != nil {
-					return err
-				}
+		for _, sp := range touched {
+			if err := sp.save(); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -592,20 +667,19 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 	return n, err
 }
 
-// deleteStored deletes the stored KeyPackage an init_keys entry points at.
-func deleteStored(ksb *bolt.Bucket, u initKeyUse) error {
+// deleteStored deletes the stored KeyPackage an init_keys entry points at;
+// the caller saves the header.
+func deleteStored(sp *supply, u initKeyUse) error {
 	if u.kind == kindLastResort {
-		if err := ksb.Delete([]byte(kLR)); err != nil {
-			return err
-		}
-		return ksb.Delete([]byte(kLRUsed))
+		sp.h.lrUsed = false
+		return sp.b.Delete(kpKey(sp.base, tagLastResort))
 	}
-	seq, suite, notAfter := bytes.Clone(u.seq), bytes.Clone(u.suite), bytes.Clone(u.notAfter)
-	if err := ksb.Bucket([]byte(kQueue)).Delete(cat(suite, seq)); err != nil {
+	if err := sp.b.Delete(kpKey(sp.base, tagQueue, u.suite, u.seq)); err != nil {
 		return err
 	}
-	if err := ksb.Bucket([]byte(kExpiry)).Delete(cat(notAfter, seq)); err != nil {
-		return err
+	if sp.h.count == 0 {
+		return errCorrupt
 	}
-	return setRegularCount(ksb, regularCount(ksb)-1)
+	sp.h.count--
+	return nil
 }
