@@ -33,6 +33,7 @@ func fixtureKP(user p2core.UserID, sid p2core.SessionID, suite uint16, n uint64,
 //	SetLastResort(7/phone: KP 5 suite 1 until +5h)
 //	AddKeyPackages(8/x: KP 6 until +h, KP 7 until +2h)
 //	ClaimKeyPackages(7) -> KP 1 from laptop, last resort KP 5 from phone
+//	CreateToken(hash sha256({i}), user 7 for i = 0, 2 and 8 for i = 1, expiring at now+5m)
 //
 // Open must convert it so that every promise holds as if it had never
 // been converted.
@@ -72,6 +73,17 @@ func TestOpenConvertsFormat1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+
+	// Tokens are as they were: user 7's two go with DeleteUserTokens,
+	// user 8's redeems.
+	if n, err := s.DeleteUserTokens(ctx, 7); err != nil || n != 2 {
+		t.Fatalf("DeleteUserTokens(7) = %d, %v; want 2", n, err)
+	}
+	for i, want := range []error{p2core.ErrTokenInvalid, nil, p2core.ErrTokenInvalid} {
+		if _, err := s.RedeemToken(ctx, sha256.Sum256([]byte{byte(i)}), "https://b.example", now); !errors.Is(err, want) {
+			t.Fatalf("redeem token %d: %v, want %v", i, err, want)
+		}
+	}
 
 	status := func(u p2core.UserID, sid p2core.SessionID, want p2core.KeyPackageStatus) {
 		t.Helper()
