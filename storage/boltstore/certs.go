@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,7 +52,8 @@ func certKey(c p2core.IDCert) []byte {
 
 func serialKey(serial string) []byte { return cat([]byte{'s'}, []byte(serial)) }
 
-// supersede sets SupersededAt of the cert stored under ck.
+// supersede sets SupersededAt of the cert stored under ck and moves the
+// user's superseded mark up to at.
 func supersede(tx *bolt.Tx, ck []byte, at time.Time) error {
 	certs := tx.Bucket([]byte(bCerts))
 	v := certs.Get(ck)
@@ -63,7 +65,19 @@ func supersede(tx *bolt.Tx, ck []byte, at time.Time) error {
 		return err
 	}
 	c.SupersededAt = at
-	return certs.Put(bytes.Clone(ck), encodeCert(c))
+	if err := certs.Put(bytes.Clone(ck), encodeCert(c)); err != nil {
+		return err
+	}
+	return raiseSupersededMark(tx.Bucket([]byte(bCertCurrent)), ck[:8], timeKey(at))
+}
+
+// raiseSupersededMark sets the user's mark (key user(8) of cert_current:
+// no cert of the user is superseded after it) to at if that is later.
+func raiseSupersededMark(current *bolt.Bucket, user, at []byte) error {
+	if old := current.Get(user); old != nil && bytes.Compare(old, at) >= 0 {
+		return nil
+	}
+	return current.Put(bytes.Clone(user), bytes.Clone(at))
 }
 
 // endCurrentCert supersedes the current cert of the session (user|session
@@ -100,6 +114,13 @@ func (s *Store) PutIDCert(ctx context.Context, c p2core.IDCert) error {
 				return err
 			}
 		}
+		if current.Get(cur[:8]) == nil {
+			// The user's first cert (every user with certs has a mark):
+			// nothing of theirs is superseded yet.
+			if err := current.Put(cur[:8], make([]byte, 8)); err != nil {
+				return err
+			}
+		}
 		if err := tx.Bucket([]byte(bCerts)).Put(ck, val); err != nil {
 			return err
 		}
@@ -132,15 +153,45 @@ func (s *Store) CurrentIDCert(ctx context.Context, user p2core.UserID, sid p2cor
 	return out, nil
 }
 
-// IDCertsAt implements p2core.CertStore. It reads the user's certs issued
-// up to at.
+// IDCertsAt implements p2core.CertStore. When no cert of the user was
+// superseded after at (the user's mark in cert_current says so), which is
+// always the case for the present, it reads only the sessions' current
+// certs; otherwise it reads the user's certs issued up to at.
 func (s *Store) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time) ([]p2core.IDCert, error) {
 	at = trunc(at)
 	out := []p2core.IDCert{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		prefix := u64(uint64(user))
+		certs := tx.Bucket([]byte(bCerts))
+		keep := func(v []byte) error {
+			if v == nil {
+				return errCorrupt
+			}
+			cert, err := decodeCert(v)
+			if err == nil && cert.ValidAt(at) {
+				out = append(out, cert)
+			}
+			return err
+		}
+		current := tx.Bucket([]byte(bCertCurrent))
+		if mark := current.Get(prefix); mark != nil && bytes.Compare(mark, timeKey(at)) <= 0 {
+			var keys [][]byte
+			c := current.Cursor()
+			for k, ck := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, ck = c.Next() {
+				if len(k) > 8 {
+					keys = append(keys, ck)
+				}
+			}
+			slices.SortFunc(keys, bytes.Compare) // by IssuedAt, as certs are keyed
+			for _, ck := range keys {
+				if err := keep(certs.Get(ck)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		last := cat(prefix, timeKey(at))
-		c := tx.Bucket([]byte(bCerts)).Cursor()
+		c := certs.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k) < 16 {
 				return errCorrupt
@@ -148,12 +199,8 @@ func (s *Store) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time)
 			if bytes.Compare(k[:16], last) > 0 {
 				break // issued after at
 			}
-			cert, err := decodeCert(v)
-			if err != nil {
+			if err := keep(v); err != nil {
 				return err
-			}
-			if cert.ValidAt(at) {
-				out = append(out, cert)
 			}
 		}
 		return nil

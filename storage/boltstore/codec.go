@@ -26,6 +26,7 @@ import (
 //	certs           user(8)|issued(8)|serial -> cert record
 //	cert_serials    's'|serial -> key in certs
 //	cert_current    user(8)|session -> key in certs
+//	                user(8) -> time(8): no cert of the user superseded after it
 //	server_keys     seq(8) -> server key record
 //	kp              base|'h' -> session header: count(8) minNotAfter(8) lrUsed(1)
 //	                base|'l' -> last resort record

@@ -20,6 +20,9 @@ const (
 // in format 1. Sequence numbers, and so the init_keys entries that point at
 // them, stay as they are.
 func migrateFormat1(tx *bolt.Tx) error {
+	if err := markSuperseded(tx); err != nil {
+		return err
+	}
 	old := tx.Bucket([]byte(v1KeyPackages))
 	if old == nil {
 		return nil
@@ -62,4 +65,37 @@ func migrateFormat1(tx *bolt.Tx) error {
 		return err
 	}
 	return tx.DeleteBucket([]byte(v1KeyPackages))
+}
+
+// markSuperseded gives every user with certs the superseded mark that
+// format 2 keeps in cert_current.
+func markSuperseded(tx *bolt.Tx) error {
+	marks := map[string][]byte{}
+	err := tx.Bucket([]byte(bCerts)).ForEach(func(k, v []byte) error {
+		if len(k) < 8 {
+			return errCorrupt
+		}
+		c, err := decodeCert(v)
+		if err != nil {
+			return err
+		}
+		at := make([]byte, 8)
+		if !c.SupersededAt.IsZero() {
+			at = timeKey(c.SupersededAt)
+		}
+		if old, ok := marks[string(k[:8])]; !ok || bytes.Compare(at, old) > 0 {
+			marks[string(k[:8])] = at
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	current := tx.Bucket([]byte(bCertCurrent))
+	for user, at := range marks {
+		if err := current.Put([]byte(user), at); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,6 +35,7 @@ func fixtureKP(user p2core.UserID, sid p2core.SessionID, suite uint16, n uint64,
 //	AddKeyPackages(8/x: KP 6 until +h, KP 7 until +2h)
 //	ClaimKeyPackages(7) -> KP 1 from laptop, last resort KP 5 from phone
 //	CreateToken(hash sha256({i}), user 7 for i = 0, 2 and 8 for i = 1, expiring at now+5m)
+//	PutIDCert(user 7: serial ...0001 laptop at now, ...0002 laptop at now+h, ...0003 phone at now+2h; all until now+24h)
 //
 // Open must convert it so that every promise holds as if it had never
 // been converted.
@@ -83,6 +85,36 @@ func TestOpenConvertsFormat1(t *testing.T) {
 		if _, err := s.RedeemToken(ctx, sha256.Sum256([]byte{byte(i)}), "https://b.example", now); !errors.Is(err, want) {
 			t.Fatalf("redeem token %d: %v, want %v", i, err, want)
 		}
+	}
+
+	// Cert history: the superseded mark the conversion sets must not hide
+	// the first laptop cert before its replacement, nor show it after.
+	for _, tc := range []struct {
+		at   time.Time
+		want []string
+	}{
+		{now, []string{"1"}},
+		{now.Add(h), []string{"2"}},
+		{now.Add(3 * h), []string{"2", "3"}},
+	} {
+		got, err := s.IDCertsAt(ctx, 7, tc.at)
+		if err != nil || len(got) != len(tc.want) {
+			t.Fatalf("IDCertsAt(%s) = %d certs, %v; want %v", tc.at, len(got), err, tc.want)
+		}
+		for i, c := range got {
+			if c.Serial[len(c.Serial)-1:] != tc.want[i] {
+				t.Fatalf("IDCertsAt(%s)[%d] = %s, want serial ending %s", tc.at, i, c.Serial, tc.want[i])
+			}
+		}
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if mark := tx.Bucket([]byte(bCertCurrent)).Get(u64(7)); string(mark) != string(timeKey(now.Add(h))) {
+			return fmt.Errorf("user 7's superseded mark is %x, want the replacement time", mark)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	status := func(u p2core.UserID, sid p2core.SessionID, want p2core.KeyPackageStatus) {

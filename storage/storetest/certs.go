@@ -17,6 +17,7 @@ func certCases() []testCase {
 		{"CurrentIDCertReturnsExpiredCert", testCurrentIDCertExpired},
 		{"IDCertsAtHonoursIssueExpiryAndSupersede", testIDCertsAtInstants},
 		{"IDCertsAtOfUserWithNoneIsEmpty", testIDCertsAtNone},
+		{"IDCertsAtLongAfterHistoryReturnsCurrentByIssue", testIDCertsAtAfterHistory},
 		{"PutIDCertUnder100GoroutinesLeavesOneCurrentAndFullHistory", testPutIDCertConcurrent},
 	}
 }
@@ -126,6 +127,29 @@ func testIDCertsAtInstants(t *testing.T, s p2core.Store) {
 	wantCerts(t, s, 7, T.Add(5*day), c3)                             // at supersede
 	wantCerts(t, s, 7, T.Add(15*day))                                // at c3's expiry
 	wantCerts(t, s, 8, T.Add(time.Hour), stranger)
+}
+
+// A store may answer the present from its current certs alone; they must
+// still come ordered by IssuedAt, not by session, and leave out what was
+// superseded or whose session's cert expired.
+func testIDCertsAtAfterHistory(t *testing.T, s p2core.Store) {
+	var g gen
+	ctx := t.Context()
+	T := base()
+	day := 24 * time.Hour
+	var certs []p2core.IDCert
+	for i := range 5 { // "zz" renewed daily: only the last one is current
+		certs = append(certs, g.cert(7, "zz", T.Add(time.Duration(i)*day), T.Add(30*day)))
+	}
+	late := g.cert(7, "aa", T.Add(6*day), T.Add(30*day))
+	gone := g.cert(7, "mm", T.Add(time.Hour), T.Add(2*day))
+	for _, c := range append(certs, late, gone) {
+		ok(t, s.PutIDCert(ctx, c), "PutIDCert")
+	}
+	wantCerts(t, s, 7, T.Add(10*day), certs[4], late)
+	wantCerts(t, s, 7, T.Add(4*day), certs[4])
+	wantCerts(t, s, 7, T.Add(3*day), superseded(certs[3], certs[4].IssuedAt))
+	wantCerts(t, s, 7, T.Add(30*day))
 }
 
 func testIDCertsAtNone(t *testing.T, s p2core.Store) {
