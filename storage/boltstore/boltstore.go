@@ -19,9 +19,10 @@
 //
 // The list of free pages is not written at each commit (bbolt's
 // NoFreelistSync): sorting and writing it was the largest part of the CPU
-// cost of a small commit. Open rebuilds the list by scanning the file
-// instead, which takes a few seconds for a file holding a million
-// KeyPackages.
+// cost of a small commit. Close writes it once; after a crash, Open
+// rebuilds it by walking the file instead, which takes about a second for
+// a file holding a million KeyPackages and maps the whole file into
+// memory.
 //
 // A Store holds an exclusive lock on its file: a second Open of the same
 // file, in this process or another, fails after Options.Timeout.
@@ -117,6 +118,15 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	// Write the free-page list once, so that the next Open reads it
+	// instead of walking every page of the file, which takes seconds and
+	// brings the whole file into memory. The field is set under the
+	// writer lock that commits read it under; a failure only means the
+	// next Open walks the file.
+	_ = s.db.Update(func(tx *bolt.Tx) error {
+		tx.DB().NoFreelistSync = false
+		return nil
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close: %w", err)
 	}

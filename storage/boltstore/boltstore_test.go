@@ -1,8 +1,12 @@
 package boltstore_test
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/storage/boltstore"
@@ -43,4 +47,79 @@ func TestPersistent(t *testing.T) {
 	storetest.RunPersistent(t, func(t *testing.T, dir string) p2core.Store {
 		return open(t, filepath.Join(dir, "p2kit.db"), nil)
 	})
+}
+
+// freelistPages counts the pages of the file at path that hold bbolt's
+// list of free pages, opening it read-only.
+func freelistPages(t *testing.T, path string) int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(tx *bolt.Tx) error {
+		for id := 2; ; id++ {
+			p, err := tx.Page(id)
+			if err != nil || p == nil {
+				return err
+			}
+			if p.Type == "freelist" {
+				n++
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Commits do not write the free-page list; Close does, so that the next
+// Open reads it instead of walking the whole file. A store that was not
+// closed (a crash) has none, and opens by walking the file.
+func TestCloseWritesFreePageList(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "p2kit.db")
+	s, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 20 {
+		kp := p2core.KeyPackage{UserID: 7, SessionID: "s", CipherSuite: 1, Ref: []byte{byte(i)}, InitKey: []byte{byte(i), 1},
+			Data: make([]byte, 300), NotAfter: now.Add(time.Hour), UploadedAt: now}
+		if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{kp}, 100, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now); err != nil {
+		t.Fatal(err)
+	}
+	// A copy taken while the store is open is what a crash leaves.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crashed, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := freelistPages(t, crashed); n != 0 {
+		t.Fatalf("an open store's file holds %d free-page list pages; commits should write none", n)
+	}
+	if n := freelistPages(t, path); n != 1 {
+		t.Fatalf("a closed store's file holds %d free-page list pages, want 1", n)
+	}
+	for _, p := range []string{crashed, path} {
+		s := open(t, p, nil)
+		st, err := s.KeyPackageStatus(ctx, 7, "s", now)
+		if err != nil || st.Available != 19 {
+			t.Fatalf("%s reopened: %+v, %v; want 19 available", filepath.Base(p), st, err)
+		}
+	}
 }
