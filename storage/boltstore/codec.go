@@ -90,12 +90,6 @@ func initBuckets(tx *bolt.Tx) error {
 	if v == nil {
 		return meta.Put([]byte(kFormat), u64(formatVersion))
 	}
-	if len(v) == 8 && binary.BigEndian.Uint64(v) == 1 {
-		if err := migrateFormat1(tx); err != nil {
-			return fmt.Errorf("converting the file from format 1: %w", err)
-		}
-		return meta.Put([]byte(kFormat), u64(formatVersion))
-	}
 	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
 		return fmt.Errorf("file has format %x, this version reads %d (and converts 1)", v, formatVersion)
 	}

@@ -2,6 +2,8 @@ package boltstore
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -15,56 +17,116 @@ const (
 	v1LRUsed      = "u"
 )
 
-// migrateFormat1 moves the KeyPackages of a format-1 file into the flat kp
-// bucket, in the transaction that opens the file: a crash leaves the file
-// in format 1. Sequence numbers, and so the init_keys entries that point at
-// them, stay as they are.
-func migrateFormat1(tx *bolt.Tx) error {
-	if err := markSuperseded(tx); err != nil {
-		return err
-	}
-	old := tx.Bucket([]byte(v1KeyPackages))
-	if old == nil {
+// sessionsPerStep bounds how many sessions one transaction of the format-1
+// conversion moves, so that its memory stays bounded however large the
+// file is. A variable for tests.
+var sessionsPerStep = 2000
+
+// convertFormat1 converts a format-1 file to format 2 before Open's
+// initBuckets sees it, and does nothing to other files. It moves the
+// KeyPackages into the flat kp bucket a few thousand sessions per
+// transaction, each session with the deletion of its old bucket, so a
+// crash leaves every session in one place or the other and the next Open
+// goes on where it stopped; the format becomes 2 in the last transaction,
+// with the superseded marks. Sequence numbers, and so the init_keys
+// entries that point at them, stay as they are.
+func convertFormat1(db *bolt.DB) error {
+	format := uint64(0)
+	err := db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket([]byte(bMeta)); meta != nil {
+			if v := meta.Get([]byte(kFormat)); len(v) == 8 {
+				format = binary.BigEndian.Uint64(v)
+			}
+		}
 		return nil
-	}
-	kpb := kpBucket(tx)
-	if err := kpb.SetSequence(old.Sequence()); err != nil {
+	})
+	if err != nil || format != 1 {
 		return err
 	}
-	err := old.ForEachBucket(func(sk []byte) error {
-		if len(sk) < 9 || len(sk) > 8+255 {
-			return errCorrupt
-		}
-		ksb := old.Bucket(sk)
-		sp, err := openSupply(kpb, kpBase(sk))
-		if err != nil {
-			return err
-		}
-		if q := ksb.Bucket([]byte(v1Queue)); q != nil {
-			err := q.ForEach(func(k, v []byte) error {
-				if len(k) != 10 || len(v) < 8 {
-					return errCorrupt
-				}
-				sp.noteAfter(v[:8])
-				sp.h.count++
-				return kpb.Put(kpKey(sp.base, tagQueue, k), bytes.Clone(v))
-			})
+	for done := false; !done; {
+		err := db.Update(func(tx *bolt.Tx) error {
+			kpb, err := tx.CreateBucketIfNotExists([]byte(bKP))
 			if err != nil {
 				return err
 			}
-		}
-		if lr := ksb.Get([]byte(v1LR)); lr != nil {
-			if err := kpb.Put(kpKey(sp.base, tagLastResort), bytes.Clone(lr)); err != nil {
+			old := tx.Bucket([]byte(v1KeyPackages))
+			if old == nil {
+				done = true
+				return finishFormat1(tx)
+			}
+			if err := kpb.SetSequence(old.Sequence()); err != nil {
 				return err
 			}
-			sp.h.lrUsed = ksb.Get([]byte(v1LRUsed)) != nil
+			var batch [][]byte
+			c := old.Cursor()
+			for k, v := c.First(); k != nil && len(batch) < sessionsPerStep; k, v = c.Next() {
+				if v != nil {
+					return errCorrupt // format 1 holds only session buckets here
+				}
+				batch = append(batch, bytes.Clone(k))
+			}
+			for _, sk := range batch {
+				if err := moveSession(kpb, old, sk); err != nil {
+					return err
+				}
+			}
+			if len(batch) < sessionsPerStep {
+				if err := tx.DeleteBucket([]byte(v1KeyPackages)); err != nil {
+					return err
+				}
+				done = true
+				return finishFormat1(tx)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("converting the file from format 1: %w", err)
 		}
-		return sp.save()
-	})
+	}
+	return nil
+}
+
+// moveSession moves one session's format-1 bucket into kpb and deletes it.
+func moveSession(kpb, old *bolt.Bucket, sk []byte) error {
+	if len(sk) < 9 || len(sk) > 8+255 {
+		return errCorrupt
+	}
+	ksb := old.Bucket(sk)
+	sp, err := openSupply(kpb, kpBase(sk))
 	if err != nil {
 		return err
 	}
-	return tx.DeleteBucket([]byte(v1KeyPackages))
+	if q := ksb.Bucket([]byte(v1Queue)); q != nil {
+		err := q.ForEach(func(k, v []byte) error {
+			if len(k) != 10 || len(v) < 8 {
+				return errCorrupt
+			}
+			sp.noteAfter(v[:8])
+			sp.h.count++
+			return kpb.Put(kpKey(sp.base, tagQueue, k), bytes.Clone(v))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if lr := ksb.Get([]byte(v1LR)); lr != nil {
+		if err := kpb.Put(kpKey(sp.base, tagLastResort), bytes.Clone(lr)); err != nil {
+			return err
+		}
+		sp.h.lrUsed = ksb.Get([]byte(v1LRUsed)) != nil
+	}
+	if err := sp.save(); err != nil {
+		return err
+	}
+	return old.DeleteBucket(sk)
+}
+
+// finishFormat1 adds what else format 2 keeps and records the format.
+func finishFormat1(tx *bolt.Tx) error {
+	if err := markSuperseded(tx); err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bMeta)).Put([]byte(kFormat), u64(formatVersion))
 }
 
 // markSuperseded gives every user with certs the superseded mark that

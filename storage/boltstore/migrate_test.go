@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -40,6 +41,41 @@ func fixtureKP(user p2core.UserID, sid p2core.SessionID, suite uint16, n uint64,
 // Open must convert it so that every promise holds as if it had never
 // been converted.
 func TestOpenConvertsFormat1(t *testing.T) {
+	defer func(n int) { sessionsPerStep = n }(sessionsPerStep)
+	for _, step := range []int{1, 2, 1000} {
+		sessionsPerStep = step
+		t.Run(fmt.Sprintf("sessions-per-step=%d", step), func(t *testing.T) { testOpenConvertsFormat1(t, nil) })
+	}
+	// A conversion cut short by a crash after its first step goes on at
+	// the next Open.
+	sessionsPerStep = 1000
+	t.Run("resumed", func(t *testing.T) {
+		testOpenConvertsFormat1(t, func(path string) {
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			err = db.Update(func(tx *bolt.Tx) error {
+				kpb, err := tx.CreateBucketIfNotExists([]byte(bKP))
+				if err != nil {
+					return err
+				}
+				old := tx.Bucket([]byte(v1KeyPackages))
+				if err := kpb.SetSequence(old.Sequence()); err != nil {
+					return err
+				}
+				first, _ := old.Cursor().First()
+				return moveSession(kpb, old, bytes.Clone(first))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}
+
+func testOpenConvertsFormat1(t *testing.T, interrupted func(path string)) {
 	ctx := t.Context()
 	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := time.Hour
@@ -50,6 +86,9 @@ func TestOpenConvertsFormat1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p2kit.db")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if interrupted != nil {
+		interrupted(path)
 	}
 	s, err := Open(path, nil)
 	if err != nil {
