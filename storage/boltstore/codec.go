@@ -28,16 +28,17 @@ import (
 //	cert_current    user(8)|session -> key in certs
 //	                user(8) -> time(8): no cert of the user superseded after it
 //	server_keys     seq(8) -> server key record
-//	kp              base|'h' -> session header: count(8) minNotAfter(8) lrUsed(1)
-//	                base|'l' -> last resort record
+//	kp_sessions     base -> session header: count(8) minNotAfter(8) lrUsed(1)
+//	kp              base|'l' -> last resort record
 //	                base|'q'|suite(2)|seq(8) -> KeyPackage (oldest first per suite)
 //	                where base = user(8)|len(session)(1)|session
 //	init_keys       'i'|initKey -> notAfter(8)|kind(1)|seq(8)|suite(2)|user(8)|session
 //	init_key_expiry notAfter(8)|initKey -> ""
 //
-// All of a session's KeyPackages sit in one flat bucket, header first, so
-// a claim rewrites one leaf page (and the branch pages above it) instead
-// of the pages of nested buckets. An init_keys entry says where its
+// All of a session's KeyPackages sit in one flat bucket and their small
+// headers together in another, so a claim rewrites the leaf holding its
+// queue head and one header page that the other claims of its commit
+// mostly share, instead of the pages of nested buckets. An init_keys entry says where its
 // KeyPackage is stored (kind 'r': the regular KeyPackage at suite|seq of
 // the session, kind 'l': the session's last resort). When that KeyPackage
 // is no longer there it was handed out, and the entry blocks the init key
@@ -60,6 +61,7 @@ const (
 	bCertCurrent   = "cert_current"
 	bServerKeys    = "server_keys"
 	bKP            = "kp"
+	bKPSessions    = "kp_sessions"
 	bInitKeys      = "init_keys"
 	bInitKeyExpiry = "init_key_expiry"
 
@@ -74,7 +76,7 @@ const (
 
 func topBuckets() []string {
 	return []string{bMeta, bTokens, bTokensByUser, bSettings, bSessions, bSessionTokens, bFIDs,
-		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKP, bInitKeys, bInitKeyExpiry}
+		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKP, bKPSessions, bInitKeys, bInitKeyExpiry}
 }
 
 // initBuckets creates the layout in a new file and checks the format of an

@@ -367,7 +367,7 @@ func TestPurgeAndEndSessionLeaveNoIndexEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range []string{bKP, bInitKeys, bInitKeyExpiry} {
+		for _, name := range []string{bKP, bKPSessions, bInitKeys, bInitKeyExpiry} {
 			if k, _ := tx.Bucket([]byte(name)).Cursor().First(); k != nil {
 				return fmt.Errorf("bucket %s still holds %q", name, k)
 			}

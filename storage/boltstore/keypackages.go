@@ -21,11 +21,12 @@ import (
 // Last-resort record (key base|'l'): suite(2) notAfter(8) uploaded(8) ref
 // initKey data.
 //
-// Session header (key base|'h'): count(8) minNotAfter(8) lrUsed(1), where
-// count is the number of regular KeyPackages (expired included) and
-// minNotAfter a lower bound of their NotAfter: when it is after now, none
-// has expired and nothing needs counting. The header sorts before the
-// session's other records, so a claim reads and writes one leaf page.
+// Session header (key base of the kp_sessions bucket): count(8)
+// minNotAfter(8) lrUsed(1), where count is the number of regular
+// KeyPackages (expired included) and minNotAfter a lower bound of their
+// NotAfter: when it is after now, none has expired and nothing needs
+// counting. Headers are small and sit together in their own bucket, so the
+// claims of one commit share the pages of theirs.
 
 func encodeKP(kp p2core.KeyPackage, withSuite bool) []byte {
 	e := enc{b: make([]byte, 0, 2+16+3*2+len(kp.Ref)+len(kp.InitKey)+len(kp.Data))}
@@ -70,9 +71,8 @@ func kpInitKey(v []byte) ([]byte, error) {
 
 func kpBucket(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket([]byte(bKP)) }
 
-// Record tags after a session's base key; they sort header first.
+// Record tags after a session's base key in the kp bucket.
 const (
-	tagHeader     = 'h'
 	tagLastResort = 'l'
 	tagQueue      = 'q'
 )
@@ -100,10 +100,11 @@ type header struct {
 	lrUsed   bool
 }
 
-// supply is one session's records in the kp bucket, read and written
-// within one transaction.
+// supply is one session's header and records, read and written within one
+// transaction.
 type supply struct {
-	b      *bolt.Bucket
+	b      *bolt.Bucket // kp: the records
+	hb     *bolt.Bucket // kp_sessions: the header
 	base   []byte
 	h      header
 	exists bool // the header is stored
@@ -111,9 +112,9 @@ type supply struct {
 
 // openSupply reads the session's header; exists is false when the session
 // stores nothing.
-func openSupply(kpb *bolt.Bucket, base []byte) (*supply, error) {
-	sp := &supply{b: kpb, base: base, h: header{minAfter: make([]byte, 8)}}
-	v := kpb.Get(kpKey(base, tagHeader))
+func openSupply(tx *bolt.Tx, base []byte) (*supply, error) {
+	sp := &supply{b: kpBucket(tx), hb: tx.Bucket([]byte(bKPSessions)), base: base, h: header{minAfter: make([]byte, 8)}}
+	v := sp.hb.Get(base)
 	if v == nil {
 		return sp, nil
 	}
@@ -130,7 +131,7 @@ func openSupply(kpb *bolt.Bucket, base []byte) (*supply, error) {
 func (sp *supply) save() error {
 	if sp.h.count == 0 && sp.b.Get(kpKey(sp.base, tagLastResort)) == nil {
 		sp.exists = false
-		return sp.b.Delete(kpKey(sp.base, tagHeader))
+		return sp.hb.Delete(sp.base)
 	}
 	v := make([]byte, 17)
 	binary.BigEndian.PutUint64(v, sp.h.count)
@@ -139,7 +140,7 @@ func (sp *supply) save() error {
 		v[16] = 1
 	}
 	sp.exists = true
-	return sp.b.Put(kpKey(sp.base, tagHeader), v)
+	return sp.hb.Put(sp.base, v)
 }
 
 // noteAfter lowers the header's NotAfter bound for a new regular
@@ -296,11 +297,11 @@ func dropLastResort(tx *bolt.Tx, sp *supply, nowKey []byte) error {
 // deleteKeyPackageSession removes a session's whole supply and reports
 // whether there was one.
 func deleteKeyPackageSession(tx *bolt.Tx, sk []byte, now time.Time) (bool, error) {
-	kpb := kpBucket(tx)
-	sp, err := openSupply(kpb, kpBase(sk))
+	sp, err := openSupply(tx, kpBase(sk))
 	if err != nil || !sp.exists {
 		return false, err
 	}
+	kpb := sp.b
 	prefix := kpKey(sp.base, tagQueue)
 	var keys, initKeys [][]byte
 	c := kpb.Cursor()
@@ -377,11 +378,11 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 			}
 			seen[string(p.initKey)] = struct{}{}
 		}
-		kpb := kpBucket(tx)
-		sp, err := openSupply(kpb, base)
+		sp, err := openSupply(tx, base)
 		if err != nil {
 			return err
 		}
+		kpb := sp.b
 		if have := sp.available(nowKey); have+fresh > max {
 			return fmt.Errorf("boltstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
 		}
@@ -414,11 +415,11 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 	use := encodeInitKeyUse(timeKey(kp.NotAfter), kindLastResort, nil, nil, sk)
 	base := kpBase(sk)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		kpb := kpBucket(tx)
-		sp, err := openSupply(kpb, base)
+		sp, err := openSupply(tx, base)
 		if err != nil {
 			return err
 		}
+		kpb := sp.b
 		replacesSame := false
 		if v := kpb.Get(kpKey(base, tagLastResort)); len(v) >= 2 {
 			old, err := kpInitKey(v[2:])
@@ -535,21 +536,18 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	var out []p2core.ClaimedKeyPackage
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		out = []p2core.ClaimedKeyPackage{}
-		kpb := kpBucket(tx)
-		// The user's sessions: each one's records start with its header.
+		// The user's sessions with a supply are those with a header.
 		var bases [][]byte
-		c := kpb.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
-			if len(k) < 10 || len(k) < 10+int(k[8]) {
+		c := tx.Bucket([]byte(bKPSessions)).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) < 10 || len(k) != 9+int(k[8]) {
 				return errCorrupt
 			}
-			base := bytes.Clone(k[:9+int(k[8])])
-			bases = append(bases, base)
-			k, _ = c.Seek(cat(base, []byte{0xff}))
+			bases = append(bases, bytes.Clone(k))
 		}
 		changed := false
 		for _, base := range bases {
-			sp, err := openSupply(kpb, base)
+			sp, err := openSupply(tx, base)
 			if err != nil {
 				return err
 			}
@@ -587,7 +585,7 @@ func (s *Store) KeyPackageStatus(ctx context.Context, user p2core.UserID, sid p2
 	base := kpBase(userSessionKey(user, sid))
 	var out p2core.KeyPackageStatus
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		sp, err := openSupply(kpBucket(tx), base)
+		sp, err := openSupply(tx, base)
 		if err != nil || !sp.exists {
 			return err
 		}
@@ -620,7 +618,6 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			return errNoChange
 		}
 		ik := tx.Bucket([]byte(bInitKeys))
-		kpb := kpBucket(tx)
 		touched := map[string]*supply{}
 		for _, k := range expired {
 			initKey := k[8:]
@@ -643,7 +640,7 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			if stored {
 				sp := touched[string(u.session)]
 				if sp == nil {
-					if sp, err = openSupply(kpb, kpBase(u.session)); err != nil {
+					if sp, err = openSupply(tx, kpBase(u.session)); err != nil {
 						return err
 					}
 					touched[string(u.session)] = sp

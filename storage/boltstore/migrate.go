@@ -49,6 +49,9 @@ func convertFormat1(db *bolt.DB) error {
 			if err != nil {
 				return err
 			}
+			if _, err := tx.CreateBucketIfNotExists([]byte(bKPSessions)); err != nil {
+				return err
+			}
 			old := tx.Bucket([]byte(v1KeyPackages))
 			if old == nil {
 				done = true
@@ -66,7 +69,7 @@ func convertFormat1(db *bolt.DB) error {
 				batch = append(batch, bytes.Clone(k))
 			}
 			for _, sk := range batch {
-				if err := moveSession(kpb, old, sk); err != nil {
+				if err := moveSession(tx, old, sk); err != nil {
 					return err
 				}
 			}
@@ -86,16 +89,18 @@ func convertFormat1(db *bolt.DB) error {
 	return nil
 }
 
-// moveSession moves one session's format-1 bucket into kpb and deletes it.
-func moveSession(kpb, old *bolt.Bucket, sk []byte) error {
+// moveSession moves one session's format-1 bucket into the kp buckets and
+// deletes it.
+func moveSession(tx *bolt.Tx, old *bolt.Bucket, sk []byte) error {
 	if len(sk) < 9 || len(sk) > 8+255 {
 		return errCorrupt
 	}
 	ksb := old.Bucket(sk)
-	sp, err := openSupply(kpb, kpBase(sk))
+	sp, err := openSupply(tx, kpBase(sk))
 	if err != nil {
 		return err
 	}
+	kpb := sp.b
 	if q := ksb.Bucket([]byte(v1Queue)); q != nil {
 		err := q.ForEach(func(k, v []byte) error {
 			if len(k) != 10 || len(v) < 8 {

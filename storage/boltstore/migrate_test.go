@@ -61,12 +61,15 @@ func TestOpenConvertsFormat1(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				if _, err := tx.CreateBucketIfNotExists([]byte(bKPSessions)); err != nil {
+					return err
+				}
 				old := tx.Bucket([]byte(v1KeyPackages))
 				if err := kpb.SetSequence(old.Sequence()); err != nil {
 					return err
 				}
 				first, _ := old.Cursor().First()
-				return moveSession(kpb, old, bytes.Clone(first))
+				return moveSession(tx, old, bytes.Clone(first))
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -212,7 +215,7 @@ func testOpenConvertsFormat1(t *testing.T, interrupted func(path string)) {
 		t.Fatal(err)
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range []string{bKP, bInitKeys, bInitKeyExpiry} {
+		for _, name := range []string{bKP, bKPSessions, bInitKeys, bInitKeyExpiry} {
 			if k, _ := tx.Bucket([]byte(name)).Cursor().First(); k != nil {
 				return errors.New("bucket " + name + " still holds records")
 			}
