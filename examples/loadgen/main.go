@@ -116,6 +116,7 @@ type config struct {
 	perUser      int
 	scaleClients int
 	scaleCache   string
+	scaleCold    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -148,6 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.baselineKP, "baseline-keypackages", 10_000, "-scale: KeyPackages stored for the baseline measurement")
 	fs.IntVar(&c.perUser, "keypackages-per-user", 100, "-scale: KeyPackages per seeded user (one session each)")
 	fs.IntVar(&c.scaleClients, "scale-clients", 64, "-scale: concurrent clients of the claim load")
+	fs.BoolVar(&c.scaleCold, "scale-cold", false, "-scale: evict the server's fresh copy of each seeded file from the page cache before it starts (a cold start, as after a reboot) instead of leaving it cached by the copy")
 	fs.StringVar(&c.scaleCache, "scale-cache", "", "-scale: folder keeping the seeded store files between runs (default: a temporary folder)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

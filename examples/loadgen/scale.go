@@ -225,7 +225,7 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 	}
 	defer os.RemoveAll(data)
 	dbPath := filepath.Join(data, "p2kit.db")
-	if err := copyFile(f.path, dbPath); err != nil {
+	if err := copyFile(f.path, dbPath, c.scaleCold); err != nil {
 		return nil, err
 	}
 	fi, err := os.Stat(dbPath)
@@ -300,8 +300,9 @@ func scaleOnce(ctx context.Context, c config, bin, tmp string, f *seededFile, ca
 }
 
 // copyFile copies src to a new file dst and syncs it, so the server's
-// first commit does not pay for flushing the copy.
-func copyFile(src, dst string) error {
+// first commit does not pay for flushing the copy; with cold it then
+// evicts the copy from the page cache.
+func copyFile(src, dst string, cold bool) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -318,6 +319,12 @@ func copyFile(src, dst string) error {
 	if err := out.Sync(); err != nil {
 		out.Close()
 		return err
+	}
+	if cold {
+		if err := dropCache(out); err != nil {
+			out.Close()
+			return err
+		}
 	}
 	return out.Close()
 }
