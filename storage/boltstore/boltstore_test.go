@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +122,34 @@ func TestCloseWritesFreePageList(t *testing.T) {
 		if err != nil || st.Available != 19 {
 			t.Fatalf("%s reopened: %+v, %v; want 19 available", filepath.Base(p), st, err)
 		}
+	}
+}
+
+// Session IDs are at most 32 bytes in p2core; the store keeps KeyPackages
+// of IDs up to 255 bytes and refuses longer ones rather than mixing their
+// records up with another session's.
+func TestKeyPackagesOfOverlongSessionIDRefused(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "p2kit.db"), nil)
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	kp := func(sid string) p2core.KeyPackage {
+		return p2core.KeyPackage{UserID: 7, SessionID: p2core.SessionID(sid), CipherSuite: 1, Ref: []byte{1}, InitKey: []byte(sid[:1] + "ik"),
+			Data: []byte{1}, NotAfter: now.Add(time.Hour), UploadedAt: now}
+	}
+	long := strings.Repeat("a", 256)
+	if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{kp(long)}, 10, now); err == nil {
+		t.Fatal("AddKeyPackages with a 256-byte session ID succeeded")
+	}
+	if err := s.SetLastResort(ctx, kp(long), now); err == nil {
+		t.Fatal("SetLastResort with a 256-byte session ID succeeded")
+	}
+	if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{kp(long[:255])}, 10, now); err != nil {
+		t.Fatalf("255-byte session ID: %v", err)
+	}
+	if st, err := s.KeyPackageStatus(ctx, 7, p2core.SessionID(long), now); err != nil || st != (p2core.KeyPackageStatus{}) {
+		t.Fatalf("status of the 256-byte session: %+v, %v", st, err)
+	}
+	if st, err := s.KeyPackageStatus(ctx, 7, p2core.SessionID(long[:255]), now); err != nil || st.Available != 1 {
+		t.Fatalf("status of the 255-byte session: %+v, %v", st, err)
 	}
 }

@@ -77,10 +77,17 @@ const (
 	tagQueue      = 'q'
 )
 
+// maxSessionLen is the longest session ID whose KeyPackages the store
+// keeps (p2core's are at most 32 bytes): its length must fit kpBase's byte.
+const maxSessionLen = 255
+
+var errSessionID = errors.New("boltstore: KeyPackages of a session ID that is empty or longer than 255 bytes")
+
 // kpBase returns user(8)|len(1)|session, the prefix of every record of the
 // session in the kp bucket, from sk = user(8)|session. The length byte
 // keeps one session's records contiguous even when another session's ID
-// starts with this one's.
+// starts with this one's. Callers keep sessions longer than maxSessionLen
+// out: no KeyPackage of one is ever stored.
 func kpBase(sk []byte) []byte {
 	out := make([]byte, 0, len(sk)+1)
 	out = append(out, sk[:8]...)
@@ -297,6 +304,9 @@ func dropLastResort(tx *bolt.Tx, sp *supply, nowKey []byte) error {
 // deleteKeyPackageSession removes a session's whole supply and reports
 // whether there was one.
 func deleteKeyPackageSession(tx *bolt.Tx, sk []byte, now time.Time) (bool, error) {
+	if len(sk)-8 > maxSessionLen {
+		return false, nil // stores none
+	}
 	sp, err := openSupply(tx, kpBase(sk))
 	if err != nil || !sp.exists {
 		return false, err
@@ -361,6 +371,9 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 		}
 		preps[i] = p
 	}
+	if len(sid) == 0 || len(sid) > maxSessionLen {
+		return errSessionID
+	}
 	sk := userSessionKey(user, sid)
 	base := kpBase(sk)
 	return s.update(ctx, func(tx *bolt.Tx) error {
@@ -408,6 +421,9 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 // SetLastResort implements p2core.KeyPackageStore. A replaced last resort
 // that was handed out keeps its init key blocked until its NotAfter.
 func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
+	if len(kp.SessionID) == 0 || len(kp.SessionID) > maxSessionLen {
+		return errSessionID
+	}
 	nowKey := timeKey(now)
 	initKey := bytes.Clone(kp.InitKey)
 	rec := encodeKP(kp, true)
@@ -581,6 +597,9 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 // KeyPackageStatus implements p2core.KeyPackageStore. LastResort reports a
 // stored last resort even when it has expired (until it is purged).
 func (s *Store) KeyPackageStatus(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) (p2core.KeyPackageStatus, error) {
+	if len(sid) > maxSessionLen {
+		return p2core.KeyPackageStatus{}, s.ready(ctx) // stores none
+	}
 	nowKey := timeKey(now)
 	base := kpBase(userSessionKey(user, sid))
 	var out p2core.KeyPackageStatus
