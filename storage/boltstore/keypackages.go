@@ -160,18 +160,30 @@ func (sp *supply) noteAfter(notAfter []byte) {
 
 // expired counts the session's regular KeyPackages whose NotAfter is not
 // after now: nothing to count while the header's bound is after now, else
-// a walk over the session's queue.
+// a walk over the session's queue, which also tightens the bound to the
+// exact minimum (kept when the caller saves the header), so that once the
+// expired ones are purged the walks stop.
 func (sp *supply) expired(nowKey []byte) int {
 	if sp.h.count == 0 || bytes.Compare(sp.h.minAfter, nowKey) > 0 {
 		return 0
 	}
 	prefix := kpKey(sp.base, tagQueue)
 	n := 0
+	var least []byte
 	c := sp.b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if len(v) >= 8 && bytes.Compare(v[:8], nowKey) <= 0 {
+		if len(v) < 8 {
+			continue
+		}
+		if bytes.Compare(v[:8], nowKey) <= 0 {
 			n++
 		}
+		if least == nil || bytes.Compare(v[:8], least) < 0 {
+			least = v[:8]
+		}
+	}
+	if least != nil {
+		sp.h.minAfter = bytes.Clone(least)
 	}
 	return n
 }
