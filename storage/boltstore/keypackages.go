@@ -357,6 +357,12 @@ type preparedKP struct {
 	notAfter []byte
 }
 
+// uploadFill is the FillPercent of the kp and init_key_expiry buckets in
+// uploads: their records go in key order (a session's new KeyPackages
+// after its others; expiries mostly after the ones stored), so a page that
+// splits is left nearly full rather than half empty.
+var uploadFill = 0.9
+
 var errMixedSessions = errors.New("boltstore: AddKeyPackages: KeyPackages of more than one session")
 
 // AddKeyPackages implements p2core.KeyPackageStore. Duplicates are checked
@@ -389,6 +395,9 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 	sk := userSessionKey(user, sid)
 	base := kpBase(sk)
 	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, name := range []string{bKP, bInitKeyExpiry} {
+			tx.Bucket([]byte(name)).FillPercent = uploadFill
+		}
 		seen := make(map[string]struct{}, len(preps))
 		for i, p := range preps {
 			_, dup := seen[string(p.initKey)]
