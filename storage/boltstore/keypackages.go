@@ -97,7 +97,7 @@ func kpBase(sk []byte) []byte {
 
 // kpKey returns base|tag|rest.
 func kpKey(base []byte, tag byte, rest ...[]byte) []byte {
-	return cat(append(cat(base), tag), cat(rest...))
+	return cat(append([][]byte{base, {tag}}, rest...)...)
 }
 
 // header is a session's header record.

@@ -44,49 +44,54 @@ func convertFormat1(db *bolt.DB) error {
 		return err
 	}
 	for done := false; !done; {
-		err := db.Update(func(tx *bolt.Tx) error {
-			kpb, err := tx.CreateBucketIfNotExists([]byte(bKP))
-			if err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucketIfNotExists([]byte(bKPSessions)); err != nil {
-				return err
-			}
-			old := tx.Bucket([]byte(v1KeyPackages))
-			if old == nil {
-				done = true
-				return finishFormat1(tx)
-			}
-			if err := kpb.SetSequence(old.Sequence()); err != nil {
-				return err
-			}
-			var batch [][]byte
-			c := old.Cursor()
-			for k, v := c.First(); k != nil && len(batch) < sessionsPerStep; k, v = c.Next() {
-				if v != nil {
-					return errCorrupt // format 1 holds only session buckets here
-				}
-				batch = append(batch, bytes.Clone(k))
-			}
-			for _, sk := range batch {
-				if err := moveSession(tx, old, sk); err != nil {
-					return err
-				}
-			}
-			if len(batch) < sessionsPerStep {
-				if err := tx.DeleteBucket([]byte(v1KeyPackages)); err != nil {
-					return err
-				}
-				done = true
-				return finishFormat1(tx)
-			}
-			return nil
+		err := db.Update(func(tx *bolt.Tx) (err error) {
+			done, err = convertStep(tx, sessionsPerStep)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("converting the file from format 1: %w", err)
 		}
 	}
 	return nil
+}
+
+// convertStep moves up to max sessions of a format-1 file in tx and, when
+// none is left, finishes the conversion and reports done.
+func convertStep(tx *bolt.Tx, max int) (done bool, err error) {
+	kpb, err := tx.CreateBucketIfNotExists([]byte(bKP))
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.CreateBucketIfNotExists([]byte(bKPSessions)); err != nil {
+		return false, err
+	}
+	old := tx.Bucket([]byte(v1KeyPackages))
+	if old == nil {
+		return true, finishFormat1(tx)
+	}
+	if err := kpb.SetSequence(old.Sequence()); err != nil {
+		return false, err
+	}
+	var batch [][]byte
+	c := old.Cursor()
+	for k, v := c.First(); k != nil && len(batch) < max; k, v = c.Next() {
+		if v != nil {
+			return false, errCorrupt // format 1 holds only session buckets here
+		}
+		batch = append(batch, bytes.Clone(k))
+	}
+	for _, sk := range batch {
+		if err := moveSession(tx, old, sk); err != nil {
+			return false, err
+		}
+	}
+	if len(batch) < max {
+		if err := tx.DeleteBucket([]byte(v1KeyPackages)); err != nil {
+			return false, err
+		}
+		return true, finishFormat1(tx)
+	}
+	return false, nil
 }
 
 // moveSession moves one session's format-1 bucket into the kp buckets and
