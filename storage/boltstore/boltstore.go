@@ -63,9 +63,10 @@ type Options struct {
 // maxBatch bounds how many queued writes share one commit.
 const maxBatch = 1000
 
-// formatVersion is the layout of the file; Open converts format 1 and
-// refuses other versions.
-const formatVersion = 2
+// formatVersion is the layout of the file; Open converts formats 1 and
+// 2 and refuses other versions. Format 3 added the queue heads: format-2
+// code must not open a file whose spent records it would hand out again.
+const formatVersion = 3
 
 // Store is a p2core.Store kept in one bbolt file. It is safe for concurrent
 // use; every method is atomic.
@@ -105,7 +106,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	if err := convertFormat1(db); err != nil {
+	if err := convertOldFormats(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}

@@ -29,6 +29,7 @@ import (
 //	                user(8) -> time(8): no cert of the user superseded after it
 //	server_keys     seq(8) -> server key record
 //	kp_sessions     base -> session header: count(8) minNotAfter(8) lrUsed(1)
+//	                        [suite(2) head(8)]...
 //	kp              base|'l' -> last resort record
 //	                base|'q'|suite(2)|seq(8) -> KeyPackage (oldest first per suite)
 //	                where base = user(8)|len(session)(1)|session
@@ -36,18 +37,20 @@ import (
 //	init_key_expiry notAfter(8)|initKey -> ""
 //
 // All of a session's KeyPackages sit in one flat bucket and their small
-// headers together in another, so a claim rewrites the leaf holding its
-// queue head and one header page that the other claims of its commit
-// mostly share, instead of the pages of nested buckets. An init_keys entry says where its
-// KeyPackage is stored (kind 'r': the regular KeyPackage at suite|seq of
-// the session, kind 'l': the session's last resort). When that KeyPackage
-// is no longer there it was handed out, and the entry blocks the init key
-// until notAfter. So a claim writes only the session's records; purges
+// headers together in another. A claim moves its suite's head in the
+// header past the record it hands out and leaves the record (spent) for
+// the session's next upload to delete with the others, so it writes only
+// the header page, which the other claims of its commit mostly share. An
+// init_keys entry says where its KeyPackage is stored (kind 'r': the
+// regular KeyPackage at suite|seq of the session, kind 'l': the session's
+// last resort). When that KeyPackage is no longer there, or is spent, it
+// was handed out, and the entry blocks the init key until notAfter. Purges
 // walk init_key_expiry. Sequence numbers come from the kp bucket and are
 // never reused.
 //
 // Format 1 kept each session's KeyPackages in a bucket of its own inside
-// "keypackages"; Open converts such a file (see migrate.go).
+// "keypackages"; format 2 had no heads (claims deleted the record). Open
+// converts both (see migrate.go).
 const (
 	bMeta          = "meta"
 	bTokens        = "tokens"
@@ -93,7 +96,7 @@ func initBuckets(tx *bolt.Tx) error {
 		return meta.Put([]byte(kFormat), u64(formatVersion))
 	}
 	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-		return fmt.Errorf("file has format %x, this version reads %d (and converts 1)", v, formatVersion)
+		return fmt.Errorf("file has format %x, this version reads %d (and converts 1 and 2)", v, formatVersion)
 	}
 	return nil
 }

@@ -22,10 +22,17 @@ import (
 // initKey data.
 //
 // Session header (key base of the kp_sessions bucket): count(8)
-// minNotAfter(8) lrUsed(1), where count is the number of regular
-// KeyPackages (expired included) and minNotAfter a lower bound of their
-// NotAfter: when it is after now, none has expired and nothing needs
-// counting. Headers are small and sit together in their own bucket, so the
+// minNotAfter(8) lrUsed(1) then, per suite, suite(2) head(8), sorted by
+// suite. count is the number of regular KeyPackages not handed out
+// (expired included) and minNotAfter a lower bound of their NotAfter: when
+// it is after now, none has expired and nothing needs counting. A suite's
+// head is the lowest sequence number in its queue that may not have been
+// handed out: a claim of the first KeyPackage at or after the head moves
+// the head past it and leaves the record where it is, so the claim writes
+// only the header. Records below their suite's head are spent: no read
+// sees them, and they are deleted in bulk when the session next uploads,
+// when its last regular KeyPackage goes, when they expire, or with the
+// session. Headers are small and sit together in their own bucket, so the
 // claims of one commit share the pages of theirs.
 
 func encodeKP(kp p2core.KeyPackage, withSuite bool) []byte {
@@ -105,6 +112,45 @@ type header struct {
 	count    uint64
 	minAfter []byte // 8 bytes, sortable; meaningful when count > 0
 	lrUsed   bool
+	heads    []suiteHead // sorted by suite
+}
+
+// suiteHead is the head of one suite's queue: records of the suite with a
+// lower sequence number are spent.
+type suiteHead struct {
+	suite uint16
+	seq   uint64
+}
+
+const headerLen = 17 // without heads
+
+// head returns the suite's head (0 when it has none).
+func (h *header) head(suite uint16) uint64 {
+	for _, sh := range h.heads {
+		if sh.suite == suite {
+			return sh.seq
+		}
+	}
+	return 0
+}
+
+// setHead sets the suite's head.
+func (h *header) setHead(suite uint16, seq uint64) {
+	i, found := slices.BinarySearchFunc(h.heads, suite, func(sh suiteHead, s uint16) int { return int(sh.suite) - int(s) })
+	if found {
+		h.heads[i].seq = seq
+		return
+	}
+	h.heads = slices.Insert(h.heads, i, suiteHead{suite, seq})
+}
+
+// spent reports whether the queue record with key k (base|'q'|suite|seq)
+// is below its suite's head.
+func (h *header) spent(k []byte) bool {
+	if len(h.heads) == 0 || len(k) < 10 {
+		return false
+	}
+	return binary.BigEndian.Uint64(k[len(k)-8:]) < h.head(binary.BigEndian.Uint16(k[len(k)-10:]))
 }
 
 // supply is one session's header and records, read and written within one
@@ -125,29 +171,74 @@ func openSupply(tx *bolt.Tx, base []byte) (*supply, error) {
 	if v == nil {
 		return sp, nil
 	}
-	if len(v) != 17 {
+	if len(v) < headerLen || (len(v)-headerLen)%10 != 0 {
 		return nil, errCorrupt
 	}
 	sp.exists = true
 	sp.h = header{count: binary.BigEndian.Uint64(v), minAfter: bytes.Clone(v[8:16]), lrUsed: v[16] == 1}
+	for r := v[headerLen:]; len(r) > 0; r = r[10:] {
+		sh := suiteHead{binary.BigEndian.Uint16(r), binary.BigEndian.Uint64(r[2:])}
+		if n := len(sp.h.heads); n > 0 && sp.h.heads[n-1].suite >= sh.suite {
+			return nil, errCorrupt
+		}
+		sp.h.heads = append(sp.h.heads, sh)
+	}
 	return sp, nil
 }
 
 // save writes the header back, or removes it when the session stores
-// nothing any more.
+// nothing any more. When no regular KeyPackage is left, every queue
+// record is spent: they are deleted and the heads dropped.
 func (sp *supply) save() error {
+	if sp.h.count == 0 && len(sp.h.heads) > 0 {
+		if err := sp.dropSpent(); err != nil {
+			return err
+		}
+		sp.h.heads = nil
+	}
 	if sp.h.count == 0 && sp.b.Get(kpKey(sp.base, tagLastResort)) == nil {
 		sp.exists = false
 		return sp.hb.Delete(sp.base)
 	}
-	v := make([]byte, 17)
+	v := make([]byte, headerLen, headerLen+10*len(sp.h.heads))
 	binary.BigEndian.PutUint64(v, sp.h.count)
 	copy(v[8:16], sp.h.minAfter)
 	if sp.h.lrUsed {
 		v[16] = 1
 	}
+	for _, sh := range sp.h.heads {
+		v = binary.BigEndian.AppendUint16(v, sh.suite)
+		v = binary.BigEndian.AppendUint64(v, sh.seq)
+	}
 	sp.exists = true
 	return sp.hb.Put(sp.base, v)
+}
+
+// dropSpent deletes the session's spent queue records (their init_keys
+// entries stay: they mean "handed out"). A suite none of whose records is
+// left loses its head, so the header holds heads only of suites in the
+// queue; the others keep theirs, which still order what is uploaded after.
+func (sp *supply) dropSpent() error {
+	var keys [][]byte
+	var kept []suiteHead
+	for _, sh := range sp.h.heads {
+		prefix := kpKey(sp.base, tagQueue, u16(sh.suite))
+		c := sp.b.Cursor()
+		k, _ := c.Seek(prefix)
+		for ; k != nil && bytes.HasPrefix(k, prefix) && sp.h.spent(k); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		if k != nil && bytes.HasPrefix(k, prefix) {
+			kept = append(kept, sh)
+		}
+	}
+	for _, k := range keys {
+		if err := sp.b.Delete(k); err != nil {
+			return err
+		}
+	}
+	sp.h.heads = kept
+	return nil
 }
 
 // noteAfter lowers the header's NotAfter bound for a new regular
@@ -172,7 +263,7 @@ func (sp *supply) expired(nowKey []byte) int {
 	var least []byte
 	c := sp.b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if len(v) < 8 {
+		if len(v) < 8 || sp.h.spent(k) {
 			continue
 		}
 		if bytes.Compare(v[:8], nowKey) <= 0 {
@@ -223,7 +314,13 @@ func (u initKeyUse) stored(tx *bolt.Tx, initKey []byte) (bool, error) {
 	var v []byte
 	switch u.kind {
 	case kindRegular:
-		v = kpb.Get(kpKey(base, tagQueue, u.suite, u.seq))
+		sp, err := openSupply(tx, base)
+		if err != nil {
+			return false, err
+		}
+		if k := kpKey(base, tagQueue, u.suite, u.seq); !sp.h.spent(k) {
+			v = kpb.Get(k)
+		}
 	case kindLastResort:
 		if lr := kpb.Get(kpKey(base, tagLastResort)); len(lr) >= 2 {
 			v = lr[2:]
@@ -328,15 +425,22 @@ func deleteKeyPackageSession(tx *bolt.Tx, sk []byte, now time.Time) (bool, error
 	var keys, initKeys [][]byte
 	c := kpb.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		ik, err := kpInitKey(v)
-		if err != nil {
-			return false, err
+		var ik []byte // nil for a spent record, whose init key stays blocked
+		if !sp.h.spent(k) {
+			var err error
+			if ik, err = kpInitKey(v); err != nil {
+				return false, err
+			}
+			ik = bytes.Clone(ik)
 		}
-		keys, initKeys = append(keys, bytes.Clone(k)), append(initKeys, bytes.Clone(ik))
+		keys, initKeys = append(keys, bytes.Clone(k)), append(initKeys, ik)
 	}
 	for i, k := range keys {
 		if err := kpb.Delete(k); err != nil {
 			return false, err
+		}
+		if initKeys[i] == nil {
+			continue
 		}
 		if err := forgetInitKey(tx, initKeys[i]); err != nil {
 			return false, err
@@ -345,7 +449,7 @@ func deleteKeyPackageSession(tx *bolt.Tx, sk []byte, now time.Time) (bool, error
 	if err := dropLastResort(tx, sp, timeKey(now)); err != nil {
 		return false, err
 	}
-	sp.h.count = 0
+	sp.h.count, sp.h.heads = 0, nil
 	return true, sp.save()
 }
 
@@ -420,6 +524,11 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 		if have := sp.available(nowKey); have+fresh > max {
 			return fmt.Errorf("boltstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
 		}
+		// The upload writes the session's queue anyway: the records its
+		// claims left go now, many to a page.
+		if err := sp.dropSpent(); err != nil {
+			return err
+		}
 		for _, p := range preps {
 			seq, err := kpb.NextSequence()
 			if err != nil {
@@ -488,51 +597,61 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 }
 
 // oldestLive returns the key (copied) and value of the session's oldest
-// regular KeyPackage of the suite (any suite when 0) whose NotAfter is
-// after now. Expired heads are skipped, not removed: now is the caller's
-// and need not grow from call to call.
-func oldestLive(c *bolt.Cursor, base []byte, suite uint16, nowKey []byte) (k, v []byte) {
+// regular KeyPackage of the suite (any suite when 0) that is not spent and
+// whose NotAfter is after now, and whether it is the first unspent record
+// of its suite. Expired records are skipped, not removed: now is the
+// caller's and need not grow from call to call.
+func oldestLive(c *bolt.Cursor, h *header, base []byte, suite uint16, nowKey []byte) (k, v []byte, first bool) {
 	queue := kpKey(base, tagQueue)
-	liveIn := func(prefix []byte) ([]byte, []byte) {
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	liveIn := func(s uint16) ([]byte, []byte, bool) {
+		prefix := cat(queue, u16(s))
+		first := true
+		for k, v := c.Seek(cat(prefix, u64(h.head(s)))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(v) >= 8 && bytes.Compare(v[:8], nowKey) > 0 {
-				return bytes.Clone(k), v
+				return bytes.Clone(k), v, first
 			}
+			first = false
 		}
-		return nil, nil
+		return nil, nil, false
 	}
 	if suite != 0 {
-		return liveIn(cat(queue, u16(suite)))
+		return liveIn(suite)
 	}
 	// Each suite's queue is in upload order; the oldest live KeyPackage
 	// is the first live one of some suite with the lowest sequence.
 	qlen := len(queue)
 	var bestK, bestV []byte
+	var bestFirst bool
 	for k, _ := c.Seek(queue); k != nil && bytes.HasPrefix(k, queue) && len(k) == qlen+10; {
 		s := binary.BigEndian.Uint16(k[qlen:])
-		if lk, lv := liveIn(cat(queue, u16(s))); lk != nil && (bestK == nil || bytes.Compare(lk[qlen+2:], bestK[qlen+2:]) < 0) {
-			bestK, bestV = lk, lv
+		if lk, lv, f := liveIn(s); lk != nil && (bestK == nil || bytes.Compare(lk[qlen+2:], bestK[qlen+2:]) < 0) {
+			bestK, bestV, bestFirst = lk, lv, f
 		}
 		if s == 0xffff {
 			break
 		}
 		k, _ = c.Seek(cat(queue, u16(s+1)))
 	}
-	return bestK, bestV
+	return bestK, bestV, bestFirst
 }
 
-// claimFrom claims from one session's supply. It writes only the
-// session's records, all next to each other: the init key's entry stays
-// and now means "handed out". wrote reports a change.
+// claimFrom claims from one session's supply: the init key's entry stays
+// and now means "handed out". Claiming the first unspent record of its
+// suite (the usual case) moves the suite's head past it, which writes only
+// the header; a record after expired ones is deleted instead. wrote
+// reports a change.
 func claimFrom(sp *supply, user p2core.UserID, sid p2core.SessionID, suite uint16, nowKey []byte) (res *p2core.ClaimedKeyPackage, wrote bool, err error) {
 	if sp.h.count > 0 {
-		qk, qv := oldestLive(sp.b.Cursor(), sp.base, suite, nowKey)
+		qk, qv, first := oldestLive(sp.b.Cursor(), &sp.h, sp.base, suite, nowKey)
 		if qk != nil {
-			kp, err := decodeKP(user, sid, binary.BigEndian.Uint16(qk[len(qk)-10:]), qv)
+			ks := binary.BigEndian.Uint16(qk[len(qk)-10:])
+			kp, err := decodeKP(user, sid, ks, qv)
 			if err != nil {
 				return nil, false, err
 			}
-			if err := sp.b.Delete(qk); err != nil {
+			if first {
+				sp.h.setHead(ks, binary.BigEndian.Uint64(qk[len(qk)-8:])+1)
+			} else if err := sp.b.Delete(qk); err != nil {
 				return nil, false, err
 			}
 			sp.h.count--
@@ -677,24 +796,31 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			if err != nil {
 				return err
 			}
-			if stored {
-				sp := touched[string(u.session)]
-				if sp == nil {
-					if sp, err = openSupply(tx, kpBase(u.session)); err != nil {
-						return err
-					}
-					touched[string(u.session)] = sp
+			sp := touched[string(u.session)]
+			if sp == nil {
+				if sp, err = openSupply(tx, kpBase(u.session)); err != nil {
+					return err
 				}
+				touched[string(u.session)] = sp
+			}
+			if stored {
 				if err := deleteStored(sp, u); err != nil {
 					return err
 				}
 				n++
+			} else if k := kpKey(sp.base, tagQueue, u.suite, u.seq); u.kind == kindRegular && sp.h.spent(k) {
+				if err := sp.b.Delete(k); err != nil { // handed out, left by its claim
+					return err
+				}
 			}
 			if err := forgetInitKey(tx, initKey); err != nil {
 				return err
 			}
 		}
 		for _, sp := range touched {
+			if !sp.exists {
+				continue
+			}
 			if err := sp.save(); err != nil {
 				return err
 			}

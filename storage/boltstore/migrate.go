@@ -22,15 +22,21 @@ const (
 // file is. A variable for tests.
 var sessionsPerStep = 2000
 
-// convertFormat1 converts a format-1 file to format 2 before Open's
-// initBuckets sees it, and does nothing to other files. It moves the
-// KeyPackages into the flat kp bucket a few thousand sessions per
-// transaction, each session with the deletion of its old bucket, so a
-// crash leaves every session in one place or the other and the next Open
-// goes on where it stopped; the format becomes 2 in the last transaction,
-// with the superseded marks. Sequence numbers, and so the init_keys
-// entries that point at them, stay as they are.
-func convertFormat1(db *bolt.DB) error {
+// convertOldFormats converts a format-1 or format-2 file to the current
+// format before Open's initBuckets sees it, and does nothing to other
+// files.
+//
+// Format 1 to 2 moves the KeyPackages into the flat kp bucket a few
+// thousand sessions per transaction, each session with the deletion of its
+// old bucket, so a crash leaves every session in one place or the other
+// and the next Open goes on where it stopped; the format changes in the
+// last transaction, with the superseded marks. Sequence numbers, and so
+// the init_keys entries that point at them, stay as they are.
+//
+// Format 2 to 3 changes no record: a format-2 header is a format-3 header
+// without heads, and a format-2 file has no spent records. Only the
+// version changes, so that format-2 code refuses the file from then on.
+func convertOldFormats(db *bolt.DB) error {
 	format := uint64(0)
 	err := db.View(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket([]byte(bMeta)); meta != nil {
@@ -40,16 +46,26 @@ func convertFormat1(db *bolt.DB) error {
 		}
 		return nil
 	})
-	if err != nil || format != 1 {
+	if err != nil {
 		return err
 	}
-	for done := false; !done; {
-		err := db.Update(func(tx *bolt.Tx) (err error) {
-			done, err = convertStep(tx, sessionsPerStep)
-			return err
+	switch format {
+	case 1:
+		for done := false; !done; {
+			err := db.Update(func(tx *bolt.Tx) (err error) {
+				done, err = convertStep(tx, sessionsPerStep)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("converting the file from format 1: %w", err)
+			}
+		}
+	case 2:
+		err := db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bMeta)).Put([]byte(kFormat), u64(formatVersion))
 		})
 		if err != nil {
-			return fmt.Errorf("converting the file from format 1: %w", err)
+			return fmt.Errorf("converting the file from format 2: %w", err)
 		}
 	}
 	return nil
@@ -131,7 +147,8 @@ func moveSession(tx *bolt.Tx, old *bolt.Bucket, sk []byte) error {
 	return old.DeleteBucket(sk)
 }
 
-// finishFormat1 adds what else format 2 keeps and records the format.
+// finishFormat1 adds what else formats 2 and 3 keep and records the
+// current format.
 func finishFormat1(tx *bolt.Tx) error {
 	if err := markSuperseded(tx); err != nil {
 		return err
