@@ -249,3 +249,56 @@ func BenchmarkAddKeyPackages(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkRefill measures the upload of 100 KeyPackages, one goroutine,
+// into a session holding 100 (spent=0), or 200 of which the first 100 were
+// claimed (spent=100): a claim leaves its record for the session's next
+// upload to delete, so this is where claims pay for their records.
+func BenchmarkRefill(b *testing.B) {
+	const batch = 100
+	var rate0 float64
+	for _, spent := range []int{0, batch} {
+		b.Run(fmt.Sprintf("spent=%d", spent), func(b *testing.B) {
+			n := uint64(1 << 40)
+			kps := func(sid p2core.SessionID, k int) []p2core.KeyPackage {
+				out := make([]p2core.KeyPackage, k)
+				for i := range out {
+					n++
+					out[i] = benchKP(1, sid, n)
+				}
+				return out
+			}
+			ctx := b.Context()
+			s := seeded(b, benchMode{opts: boltstore.Options{}}, func(s *boltstore.Store) {
+				for i := range b.N {
+					sid := p2core.SessionID(fmt.Sprint("s", i))
+					if err := s.AddKeyPackages(ctx, kps(sid, spent+batch), 1000, benchNow()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for range spent {
+					if _, err := s.ClaimKeyPackages(ctx, 1, 0, benchNow()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			uploads := make([][]p2core.KeyPackage, b.N)
+			for i := range uploads {
+				uploads[i] = kps(p2core.SessionID(fmt.Sprint("s", i)), batch)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.AddKeyPackages(ctx, uploads[i], 1000, benchNow()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rate := float64(b.N) / b.Elapsed().Seconds()
+			b.ReportMetric(rate, "uploads/s")
+			if spent == 0 {
+				rate0 = rate
+			} else if rate0 > 0 {
+				b.ReportMetric(rate/rate0, "x-spent0")
+			}
+		})
+	}
+}

@@ -13,9 +13,11 @@
 // Options.NoGroupCommit turns this off.
 //
 // Keys are laid out so that the hot paths touch a handful of pages however
-// much is stored: a claim reads and rewrites the one leaf page holding the
-// session's header and the head of its queue; a redemption is one key
-// lookup and two deletes. The layout is described in codec.go.
+// much is stored: a claim reads the head of the session's queue and
+// rewrites only the session's small header (the handed-out record stays,
+// spent, until the session's next upload deletes it with the others), so
+// the claims of one commit share a few header pages; a redemption is one
+// key lookup and two deletes. The layout is described in codec.go.
 //
 // The list of free pages is not written at each commit (bbolt's
 // NoFreelistSync): sorting and writing it was the largest part of the CPU

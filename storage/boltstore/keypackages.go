@@ -684,8 +684,9 @@ func claimFrom(sp *supply, user p2core.UserID, sid p2core.SessionID, suite uint1
 // handed out only when it matches suite (when suite is not 0). Remaining
 // counts the session's unexpired regular KeyPackages of every suite. The
 // cost per session is a few page reads (plus a walk of its queue while it
-// holds expired KeyPackages not yet purged), and its writes stay within
-// the leaf page that holds the session's header and the head of its queue.
+// holds expired KeyPackages not yet purged), and it writes only the
+// session's header (and, when expired KeyPackages came first, deletes the
+// one it hands out).
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	nowKey := timeKey(now)
 	prefix := u64(uint64(user))
