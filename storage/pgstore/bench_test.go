@@ -102,3 +102,34 @@ func BenchmarkRedeemToken(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "redeems/s")
 }
+
+// BenchmarkIDCertsAtAfterHistory measures IDCertsAt(now) of a user whose
+// one session's ID-Cert was renewed history times: route 9's read, which
+// must cost the current certs, not the history.
+func BenchmarkIDCertsAtAfterHistory(b *testing.B) {
+	testDSN(b)
+	for _, history := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) {
+			s := openStore(b, freshSchema(b), nil)
+			ctx := b.Context()
+			cert := make([]byte, 1200) // about an ID-Cert's size
+			for i := range history {
+				at := now.Add(time.Duration(i) * time.Second)
+				c := p2core.IDCert{UserID: 7, SessionID: "laptop", FID: "alice@home.example", Serial: fmt.Sprint("serial-", i),
+					Cert: cert, IssuedAt: at, ExpiresAt: at.Add(30 * 24 * time.Hour)}
+				if err := s.PutIDCert(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			at := now.Add(time.Duration(history) * time.Second)
+			b.ResetTimer()
+			for range b.N {
+				got, err := s.IDCertsAt(ctx, 7, at)
+				if err != nil || len(got) != 1 {
+					b.Fatalf("IDCertsAt: %d certs, %v", len(got), err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+		})
+	}
+}

@@ -87,9 +87,16 @@ func (s *Store) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time)
 	var out []p2core.IDCert
 	err := s.do(ctx, "IDCertsAt", func(q querier) error {
 		out = []p2core.IDCert{}
+		// Two branches, so that each has an index that holds only its
+		// rows: the current certs (p2kit_id_certs_current_idx) and those
+		// superseded after at (p2kit_id_certs_superseded_idx, an empty
+		// range when at is now). One index on (user_id, issued_at) would
+		// walk the user's whole history.
 		rows, err := q.Query(ctx, `SELECT `+certColumns+` FROM p2kit_id_certs
-			WHERE user_id = $1 AND issued_at <= $2 AND expires_at > $2
-				AND (superseded_at IS NULL OR superseded_at > $2)`, uid(user), at)
+			WHERE user_id = $1 AND superseded_at IS NULL AND issued_at <= $2 AND expires_at > $2
+			UNION ALL
+			SELECT `+certColumns+` FROM p2kit_id_certs
+			WHERE user_id = $1 AND superseded_at > $2 AND issued_at <= $2 AND expires_at > $2`, uid(user), at)
 		if err != nil {
 			return err
 		}

@@ -132,10 +132,16 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX p2kit_key_packages_expiry_idx ON p2kit_key_packages (not_after)`,
 	}},
+	// IDCertsAt reads the current certs through
+	// p2kit_id_certs_current_idx and the superseded ones through this
+	// index, instead of the user's whole history.
+	{2, "index superseded ID-Certs by user and time", []string{
+		`CREATE INDEX p2kit_id_certs_superseded_idx ON p2kit_id_certs (user_id, superseded_at) WHERE superseded_at IS NOT NULL`,
+	}},
 }
 
 // SchemaVersion is the schema version this package migrates a database to.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // lockKey is the pg_advisory_xact_lock key that serialises migrations of
 // one schema.
@@ -147,9 +153,15 @@ func lockKey(schema string) int64 {
 
 // migrate brings the schema to the latest version in one transaction under
 // an advisory lock, so concurrent Opens are safe: the first migrates, the
-// others wait for it and then find nothing to do.
+// others wait for it and then find nothing to do. Options.StatementTimeout
+// does not apply: building an index on a large table, or waiting for
+// another instance's migration, may take longer than any statement of the
+// API; Open's ctx bounds it instead.
 func (s *Store) migrate(ctx context.Context, schema string) error {
 	return s.tx(ctx, "migrate", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(schema)); err != nil {
 			return fmt.Errorf("migration lock: %w", err)
 		}

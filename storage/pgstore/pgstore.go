@@ -113,8 +113,9 @@ type Options struct {
 	// schema (normally public).
 	Schema string
 	// StatementTimeout makes the server abort any statement that runs
-	// longer (statement_timeout), migrations included. Zero leaves the
-	// server's setting, which is no limit by default.
+	// longer (statement_timeout). Open's schema migration is exempt (an
+	// index built on a large table may take longer; Open's ctx bounds it).
+	// Zero leaves the server's setting, which is no limit by default.
 	StatementTimeout time.Duration
 	// MaxRetries is how many times an operation is retried after a
 	// serialisation failure or a deadlock. Zero means 8; negative means no

@@ -268,3 +268,46 @@ func withParam(t testing.TB, dsn, key, value string) string {
 	}
 	return dsn + " " + key + "='" + value + "'"
 }
+
+// A schema at version 1 (before the superseded-cert index) migrates to
+// the current version on Open and keeps its certs.
+func TestOpenMigratesVersion1Schema(t *testing.T) {
+	testDSN(t)
+	ctx := t.Context()
+	schema := freshSchema(t)
+	s := openStore(t, schema, nil)
+	issued := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, at := range []time.Time{issued, issued.Add(time.Hour)} {
+		c := p2core.IDCert{UserID: 7, SessionID: "laptop", FID: "alice@home.example", Serial: fmt.Sprint("s", i),
+			Cert: []byte{1}, IssuedAt: at, ExpiresAt: at.Add(24 * time.Hour)}
+		if err := s.PutIDCert(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	q := func(sql string) string { return strings.ReplaceAll(sql, "S.", pgx.Identifier{schema}.Sanitize()+".") }
+	if _, err := adminPool(t).Exec(ctx, q(`DROP INDEX S.p2kit_id_certs_superseded_idx;
+		DELETE FROM S.p2kit_schema_migrations WHERE version > 1`)); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, schema, nil)
+	var version int64
+	var indexed bool
+	err := adminPool(t).QueryRow(ctx, q(`SELECT (SELECT max(version) FROM S.p2kit_schema_migrations),
+		EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = 'p2kit_id_certs_superseded_idx')`), schema).Scan(&version, &indexed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version != pgstore.SchemaVersion || !indexed {
+		t.Fatalf("after Open: version %d, index %v; want %d and the index", version, indexed, pgstore.SchemaVersion)
+	}
+	for _, tc := range []struct {
+		at     time.Time
+		serial string
+	}{{issued.Add(30 * time.Minute), "s0"}, {issued.Add(2 * time.Hour), "s1"}} {
+		got, err := s.IDCertsAt(ctx, 7, tc.at)
+		if err != nil || len(got) != 1 || got[0].Serial != tc.serial {
+			t.Fatalf("IDCertsAt(%v): %v, %v; want %s", tc.at, got, err, tc.serial)
+		}
+	}
+}
