@@ -778,7 +778,8 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			return errNoChange
 		}
 		ik := tx.Bucket([]byte(bInitKeys))
-		touched := map[string]*supply{}
+		sessions := map[string]*supply{} // read
+		changed := map[*supply]bool{}    // header to save
 		for _, k := range expired {
 			initKey := k[8:]
 			v := ik.Get(initKeyKey(initKey))
@@ -797,17 +798,18 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 			if err != nil {
 				return err
 			}
-			sp := touched[string(u.session)]
+			sp := sessions[string(u.session)]
 			if sp == nil {
 				if sp, err = openSupply(tx, kpBase(u.session)); err != nil {
 					return err
 				}
-				touched[string(u.session)] = sp
+				sessions[string(u.session)] = sp
 			}
 			if stored {
 				if err := deleteStored(sp, u); err != nil {
 					return err
 				}
+				changed[sp] = true
 				n++
 			} else if k := kpKey(sp.base, tagQueue, u.suite, u.seq); u.kind == kindRegular && sp.h.spent(k) {
 				if err := sp.b.Delete(k); err != nil { // handed out, left by its claim
@@ -818,10 +820,7 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 				return err
 			}
 		}
-		for _, sp := range touched {
-			if !sp.exists {
-				continue
-			}
+		for sp := range changed {
 			if err := sp.save(); err != nil {
 				return err
 			}
