@@ -14,11 +14,10 @@ import (
 	"github.com/p2kit/p2kit/p2core/mls"
 )
 
-// vectorDir is the official RFC 9420 test vectors, in the shared/ folder
-// that sits beside the repository checkout (see shared/testdata/mls/README.md):
-// this package is REPO/p2core/mls, so three levels up is the folder that
-// holds both REPO and shared/.
-const vectorDir = "../../../shared/testdata/mls"
+// vectorDir holds the official RFC 9420 test vectors the tests use,
+// copied into the repository (see testdata/README.md for origin and
+// licence).
+const vectorDir = "testdata"
 
 // readVectors decodes the JSON vector file name into v, failing the test
 // (never skipping) if the file is missing: the vectors are required.
@@ -27,8 +26,7 @@ func readVectors(t testing.TB, name string, v any) {
 	path := filepath.Join(vectorDir, name)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		abs, _ := filepath.Abs(path)
-		t.Fatalf("RFC 9420 test vectors are required: cannot read %s (%s): %v; shared/ must be checked out beside the repository", path, abs, err)
+		t.Fatalf("RFC 9420 test vectors are required: %v", err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
