@@ -3,8 +3,9 @@
 //
 // Mount the handler at the root of the server's URL space (its routes are
 // absolute, all below /p2core/), give it an Authenticator that turns a
-// request into a p2core.Principal, and every route of the design contract
-// is served with JSON bodies, P2CORE_* error codes and body limits.
+// request into a p2core.Principal, and every route of the README's route
+// table (routes 1-17, "route N" in doc comments) is served with JSON bodies,
+// P2CORE_* error codes and body limits.
 package httpadapter
 
 import (
@@ -110,7 +111,7 @@ type Handler struct {
 	clientAddr func(r *http.Request) string
 }
 
-// New returns a Handler serving every route of the design contract for svc.
+// New returns a Handler serving every route of the README's route table for svc.
 func New(svc *p2core.Service, opts Options) *Handler {
 	h := &Handler{svc: svc, auth: opts.Authenticator, maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux()}
 	if h.maxBody <= 0 {

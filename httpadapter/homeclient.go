@@ -42,8 +42,8 @@ type Resolver interface {
 	Resolve(ctx context.Context, domain string) (string, error)
 }
 
-// DefaultResolver is the resolver of the design contract: the home server
-// of DOMAIN is at https://DOMAIN.
+// DefaultResolver is the resolver polyproto-core prescribes: the home
+// server of DOMAIN is at https://DOMAIN.
 type DefaultResolver struct{}
 
 // Resolve returns "https://" + domain, or ErrUnknownHome for a string that

@@ -12,7 +12,7 @@ const (
 )
 
 // apiRoutes is the table of every route the Handler serves, in the order
-// of the design contract.
+// (and with the numbers) of the README's route table.
 func apiRoutes() []route {
 	return []route{
 		{"POST", "/p2core/token", accessUser, bodySmall, (*Handler).issueToken},

@@ -53,8 +53,9 @@ type Config struct {
 	// Logger receives operational logs; it never receives tokens or
 	// private keys. Default: a logger that discards everything.
 	Logger *slog.Logger
-	// Events receives the events of section 4 of the design. Default: a
-	// sink that drops them.
+	// Events receives the events the Service emits (see EventType and the
+	// README's events table) after the change each reports is stored.
+	// Default: a sink that drops them.
 	Events EventSink
 	// FederationPolicy may refuse servers that ask for federation
 	// tokens. Default: every server is allowed.

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// EventType names an event of section 4 of the design.
+// EventType names an event the Service emits; the README's events table
+// lists each type's recipients and payload fields.
 type EventType string
 
 // The event types.

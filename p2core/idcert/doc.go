@@ -35,7 +35,7 @@
 // (GnuPG 2.2 handles v4 keys only: use the default [Ed25519Legacy] server key
 // and v4 client keys for that).
 //
-// # Decisions beyond the design
+// # Decisions beyond RFC 9580 and polyproto-core
 //
 //   - The certification hashes the client key with the prefix of the
 //     signature's version (RFC 9580, section 5.2.4: 0x99 for v4, 0x9B for

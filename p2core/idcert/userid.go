@@ -82,7 +82,7 @@ func validName(name string) bool {
 }
 
 // validSessionID reports whether s is 1-32 printable ASCII characters
-// (0x20-0x7e), the session ID form of the polyproto design.
+// (0x20-0x7e), the session ID form of polyproto-core (p2core.SessionID).
 func validSessionID(s string) bool {
 	if len(s) == 0 || len(s) > 32 {
 		return false
