@@ -2,6 +2,7 @@ package httpadapter_test
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 
 	"io"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 	"github.com/p2kit/p2kit/p2core/idcert"
 	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
 )
@@ -90,6 +93,10 @@ func TestIDCertRefusals(t *testing.T) {
 		"lookalike FID":      clientKey(t, "Mallory <alice@home.test.evil>").Armored,
 		"garbage":            "hello",
 		"private key":        privateArmored(t),
+		// Names that pass for another user wherever the User ID is shown.
+		"address as name":        keyWithUserID(t, "bob@home.test <alice@home.test>"),
+		"full-width brackets":    keyWithUserID(t, "Bob \uff1cbob@home.test\uff1e <alice@home.test>"),
+		"right-to-left override": keyWithUserID(t, "\u202etset.emoh@bob <alice@home.test>"),
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -101,6 +108,35 @@ func TestIDCertRefusals(t *testing.T) {
 	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
 	_, err = alice.c.IssueIDCert(ctx, strings.Repeat("A", 70<<10))
 	apiErr(t, err, 400, "P2CORE_INVALID_PUBLIC_KEY")
+}
+
+// keyWithUserID returns an armored public key whose only User ID is exactly
+// uid, self-signed, whatever go-crypto's own User ID rules would allow.
+func keyWithUserID(t *testing.T, uid string) string {
+	t.Helper()
+	e := clientKey(t, "x@other.test").Entity
+	sig := &packet.Signature{
+		Version: e.PrimaryKey.Version, SigType: packet.SigTypePositiveCert, PubKeyAlgo: e.PrimaryKey.PubKeyAlgo,
+		Hash: crypto.SHA256, CreationTime: time.Now().Add(-time.Minute), IssuerKeyId: &e.PrimaryKey.KeyId,
+		FlagsValid: true, FlagSign: true, FlagCertify: true,
+	}
+	if err := sig.SignUserId(uid, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Identities = map[string]*openpgp.Identity{uid: {
+		Primary: e, Name: uid, UserId: &packet.UserId{Id: uid},
+		SelfCertifications: []*packet.VerifiableSignature{packet.NewVerifiableSig(sig)},
+	}}
+	var buf bytes.Buffer
+	w, err := armorEncode(&buf, "PGP PUBLIC KEY BLOCK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Serialize(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return buf.String()
 }
 
 func privateArmored(t *testing.T) string {

@@ -3,6 +3,7 @@ package idcert
 import (
 	"bytes"
 	"crypto"
+	"errors"
 	"fmt"
 	"hash"
 	"math"
@@ -438,9 +439,12 @@ func certifications(pkts []rawPacket, e *openpgp.Entity) []certification {
 // certFrom extracts and checks the ID-Cert fields of a certification.
 func certFrom(cand certification, e *openpgp.Entity, raw []byte) (*Cert, error) {
 	sig := cand.sig
-	email, ok := userIDEmail(cand.uid)
-	if !ok {
+	email, err := userIDEmail(cand.uid)
+	switch {
+	case errors.Is(err, errUserIDForm):
 		return nil, fail(ErrInvalidCert, "the certified User ID %q is not of the form name@domain or \"Name <name@domain>\"", truncateForMessage([]byte(cand.uid)))
+	case err != nil:
+		return nil, fail(ErrInvalidCert, "the certified User ID %q: %v", truncateForMessage([]byte(cand.uid)), err)
 	}
 	var session, serial []*packet.Notation
 	for _, n := range sig.Notations {

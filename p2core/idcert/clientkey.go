@@ -174,9 +174,13 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 			continue
 		}
 		uid := string(p.body)
-		email, ok := userIDEmail(uid)
-		if !ok || !strings.EqualFold(email, fid) {
-			if strings.Contains(strings.ToLower(uid), strings.ToLower(fid)) {
+		email, err := userIDEmail(uid)
+		if err != nil || !strings.EqualFold(email, fid) {
+			switch {
+			case !strings.Contains(strings.ToLower(uid), strings.ToLower(fid)):
+			case err != nil && !errors.Is(err, errUserIDForm):
+				reasons = append(reasons, fmt.Sprintf("User ID %q: %v", truncateForMessage(p.body), err))
+			default:
 				reasons = append(reasons, fmt.Sprintf("User ID %q does not have the form %q or %q", truncateForMessage(p.body), fid, "Name <"+fid+">"))
 			}
 			continue

@@ -280,3 +280,53 @@ func TestParseClientKeyZeroTimeMeansNow(t *testing.T) {
 		t.Fatalf("expired key with zero now: %v", err)
 	}
 }
+
+// TestParseClientKeyRefusesNamesThatPassForAnotherUser checks the display
+// name before <FID>: after the PRECIS Nickname profile it may hold no
+// address characters and no format characters, so a User ID cannot show
+// another user's address in GnuPG or a mail client.
+func TestParseClientKeyRefusesNamesThatPassForAnotherUser(t *testing.T) {
+	now := time.Now()
+	cases := []struct{ uid, rule string }{
+		{"alice@home.localhost <eve@home.localhost>", `contains "@"`},
+		{"Alice \uff1calice@home.localhost\uff1e <eve@home.localhost>", `contains "<"`},
+		{"Alice \uff1cadmin\uff1e <eve@home.localhost>", `contains "<"`},
+		{"Alice admin\uff1e <eve@home.localhost>", `contains ">"`},
+		{"\u202Eecila <eve@home.localhost>", "format character U+202E"},
+		{"Eve\u2066alice\u2069 <eve@home.localhost>", "format character U+2066"},
+		{"Ev\u200de <eve@home.localhost>", "format character U+200D"},
+		{"Eve\u00ad <eve@home.localhost>", "format character U+00AD"},
+		{"Eve\u0007 <eve@home.localhost>", "control character U+0007"},
+		{"\U000E0041 <eve@home.localhost>", "format character U+E0041"},
+		{"Ev\u0378e <eve@home.localhost>", "PRECIS Nickname"},
+	}
+	for _, c := range cases {
+		t.Run(c.uid, func(t *testing.T) {
+			e := newEntity(t, keySpec{name: "Eve", email: "eve@other.example"})
+			addUserID(t, e, c.uid, now.Add(-time.Minute))
+			k, err := ParseClientKey(armoredPublic(t, e), "eve@home.localhost", now, Policy{})
+			if !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), c.rule) {
+				t.Fatalf("got %v (key %v), want ErrInvalidPublicKey naming the rule %q", err, k != nil, c.rule)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestParseClientKeyAcceptsOrdinaryNames checks names that PRECIS Nickname
+// allows and that hold no address characters.
+func TestParseClientKeyAcceptsOrdinaryNames(t *testing.T) {
+	now := time.Now()
+	for _, name := range []string{"Alice", "Alice Liddell", "Zoë", "李小龍", "علي", "Ａｌｉｃｅ", "O'Brien (work)"} {
+		uid := name + " <alice@home.localhost>"
+		e := newEntity(t, keySpec{name: "x", email: "x@other.example"})
+		addUserID(t, e, uid, now.Add(-time.Minute))
+		k, err := ParseClientKey(armoredPublic(t, e), "alice@home.localhost", now, Policy{})
+		if err != nil {
+			t.Fatalf("%q: %v", uid, err)
+		}
+		if k.UserID() != uid {
+			t.Fatalf("picked %q, want %q", k.UserID(), uid)
+		}
+	}
+}
