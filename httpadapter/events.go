@@ -24,7 +24,7 @@ func EventStream(b *broker.Broker, auth Authenticator) http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Allow", "GET")
 			writeErrorBody(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, "use GET")
 			return
 		}

@@ -93,7 +93,10 @@ type route struct {
 	access access
 	// maxBody caps the request body; 0 means Options.MaxBodyBytes.
 	maxBody int64
-	handle  func(h *Handler, w http.ResponseWriter, r *http.Request, p p2core.Principal) error
+	// head is headRead for a GET route that only reads, so HEAD is served
+	// as GET; noHead otherwise (HEAD answers 405).
+	head   bool
+	handle func(h *Handler, w http.ResponseWriter, r *http.Request, p p2core.Principal) error
 }
 
 // Handler serves the polyproto-core routes. Create it with New; it is safe
@@ -105,6 +108,8 @@ type Handler struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	routes  []route
+	// headOK holds the mux patterns of the GET routes that answer HEAD.
+	headOK map[string]bool
 
 	limits     RateLimits
 	limiter    Limiter
@@ -130,17 +135,24 @@ func New(svc *p2core.Service, opts Options) *Handler {
 		h.clientAddr = clientAddress
 	}
 	h.routes = apiRoutes()
+	h.headOK = map[string]bool{}
 	for _, rt := range h.routes {
-		h.mux.Handle(rt.method+" "+rt.path, h.wrap(rt))
+		pattern := rt.method + " " + rt.path
+		h.mux.Handle(pattern, h.wrap(rt))
+		if rt.method == http.MethodGet && rt.head {
+			h.headOK[pattern] = true
+		}
 	}
 	return h
 }
 
 // ServeHTTP routes the request. Unknown paths get a JSON 404 and known
-// paths with the wrong method a JSON 405 with an Allow header.
+// paths with the wrong method a JSON 405 with an Allow header. HEAD is
+// answered only on routes that only read; on every other route it is 405,
+// so a HEAD request never changes anything.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if _, pattern := h.mux.Handler(r); pattern != "" {
+	if _, pattern := h.mux.Handler(r); pattern != "" && (r.Method != http.MethodHead || h.headOK[pattern]) {
 		h.mux.ServeHTTP(w, r)
 		return
 	}
@@ -150,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		probe.Method = m
 		if _, pattern := h.mux.Handler(probe); pattern != "" {
 			allow = append(allow, m)
-			if m == http.MethodGet {
+			if m == http.MethodGet && h.headOK[pattern] {
 				allow = append(allow, http.MethodHead)
 			}
 		}
