@@ -1,11 +1,14 @@
 // Package p2kit_test checks that the repository's README stays true to
 // the code: its route table against the API description the handler
-// serves.
+// serves, and its Go blocks against the examples go test compiles and
+// runs.
 package p2kit_test
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -141,5 +144,98 @@ func TestREADMERouteTableMatchesAPIDescription(t *testing.T) {
 	}
 	if found != len(rows) {
 		t.Errorf("README's route table has %d rows, the API description %d operations", len(rows), found)
+	}
+}
+
+// goBlocks returns the fenced ```go blocks of a Markdown file, each with
+// the line number it starts on.
+func goBlocks(t *testing.T, name string) (blocks []string, lines []int) {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur []string
+	in := false
+	for i, l := range strings.Split(string(data), "\n") {
+		switch {
+		case !in && strings.TrimSpace(l) == "```go":
+			in, cur = true, nil
+			lines = append(lines, i+1)
+		case in && strings.TrimSpace(l) == "```":
+			in = false
+			blocks = append(blocks, strings.Join(cur, "\n"))
+		case in:
+			cur = append(cur, l)
+		}
+	}
+	if in {
+		t.Fatalf("%s: unterminated ```go block from line %d", name, lines[len(lines)-1])
+	}
+	return blocks, lines
+}
+
+// codeLines is src without indentation, trailing space and blank lines:
+// the form in which a README block and an example are compared.
+func codeLines(src string) []string {
+	var out []string
+	for _, l := range strings.Split(src, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestREADMEGoBlocksAreCopiesOfExamples checks that every Go block of the
+// README is a run of consecutive lines (indentation aside) of an example
+// file (example_test.go or *_example_test.go) in the repository. go test
+// compiles and runs those examples, so a README block that no longer
+// compiles, or that drifts from the code, fails here.
+func TestREADMEGoBlocksAreCopiesOfExamples(t *testing.T) {
+	var examples = map[string][]string{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (d.Name() == "example_test.go" || strings.HasSuffix(d.Name(), "_example_test.go")) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			examples[path] = codeLines(string(src))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(examples) == 0 {
+		t.Fatal("no example files found")
+	}
+	blocks, starts := goBlocks(t, "README.md")
+	if len(blocks) == 0 {
+		t.Fatal("README.md has no ```go block")
+	}
+	for i, b := range blocks {
+		want := codeLines(b)
+		if len(want) == 0 {
+			t.Errorf("README.md:%d: empty Go block", starts[i])
+			continue
+		}
+		found := ""
+		for path, have := range examples {
+			for j := 0; j+len(want) <= len(have) && found == ""; j++ {
+				if slices.Equal(have[j:j+len(want)], want) {
+					found = path
+				}
+			}
+		}
+		if found == "" {
+			t.Errorf("README.md:%d: Go block starting %q is not a copy of consecutive lines of any example file; copy it from the example it shows (and keep the example compiling)", starts[i], want[0])
+		}
 	}
 }

@@ -14,15 +14,18 @@
 //     storage/pgstore (several server instances on one PostgreSQL
 //     database), storage/memstore (tests), or its own;
 //   - a Config: Domain is required, every other zero field is a documented
-//     default (token and ID-Cert lifetimes, KeyPackage caps,
-//     cipher suites, server key algorithm, Now, Logger, Events);
+//     default (token and ID-Cert lifetimes, KeyPackage caps, cipher
+//     suites, server key algorithm, Now, Logger, Events);
 //   - an Authenticator (package httpadapter) that turns a request into the
 //     Principal making it, from the server's own sessions;
 //   - NewService(store, cfg), then httpadapter.New(svc, opts) mounted at
 //     the root of the server's URL space.
 //
-// The repository README holds the route table ("route N" in doc
-// comments is row N), the error codes and the events table.
+// The examples show an EventSink that forwards payloads as JSON and, in
+// package httpadapter (ExampleNew), a complete embedding with an in-memory
+// Store and a custom Authenticator. The repository README holds the route
+// table ("route N" in doc comments is row N), the error codes and the
+// events table.
 //
 // # The Service
 //
