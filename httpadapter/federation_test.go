@@ -199,11 +199,13 @@ func TestForeignLoginEndToEnd(t *testing.T) {
 	if resp2.Extra.UserID != localID || resp2.Extra.SessionID == resp.Extra.SessionID {
 		t.Fatalf("second login: %+v, first %+v", resp2.Extra, resp.Extra)
 	}
+	// Each login announces itself to the user's other sessions: the
+	// event names the new session in Except and lists no sessions.
 	ev := b.events.find(p2core.EventNewSession, localID)
-	if len(ev) != 1 || len(ev[0].Sessions) != 1 || ev[0].Sessions[0] != resp.Extra.SessionID {
+	if len(ev) != 2 || len(ev[1].Sessions) != 0 || ev[1].Except != resp2.Extra.SessionID || ev[0].Except != resp.Extra.SessionID {
 		t.Fatalf("NEW_SESSION events %+v", ev)
 	}
-	if p := ev[0].Payload.(p2core.NewSessionPayload); p.Home != "a.localhost" || p.SessionID != resp2.Extra.SessionID {
+	if p := ev[1].Payload.(p2core.NewSessionPayload); p.Home != "a.localhost" || p.SessionID != resp2.Extra.SessionID {
 		t.Fatalf("NEW_SESSION payload %+v", p)
 	}
 }
@@ -459,7 +461,7 @@ func TestForeignSessionPresentsNewIDCert(t *testing.T) {
 		}
 	}
 	ev := b.events.find(p2core.EventClientKeyChange, resp.Extra.UserID)
-	if len(ev) != 1 || len(ev[0].Sessions) != 1 || ev[0].Sessions[0] != other.Extra.SessionID {
+	if len(ev) != 1 || len(ev[0].Sessions) != 0 || ev[0].Except != resp.Extra.SessionID || other.Extra.SessionID == resp.Extra.SessionID {
 		t.Fatalf("CLIENT_KEY_CHANGE events %+v", ev)
 	}
 	// KeyPackages now bind to the new key, not the old one.

@@ -284,11 +284,8 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) 
 		return IDCert{}, fmt.Errorf("store ID-Cert: %w", err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "ID-Cert issued", slog.String("user_id", p.UserID.String()), slog.String("session_id", string(p.SessionID)), slog.String("serial", c.Serial))
-	// The user's other sessions learn of the new key. When the Store knows
-	// no sessions (an embedder with its own session system), the event goes
-	// to all of the user's sessions.
-	others, _ := s.otherSessions(ctx, p.UserID, p.SessionID)
-	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Sessions: others, Time: c.IssuedAt,
+	// The user's other sessions learn of the new key.
+	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Except: p.SessionID, Time: c.IssuedAt,
 		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt}})
 	return c, nil
 }

@@ -76,9 +76,11 @@
 // value (NewSessionPayload, ClientKeyChangePayload, ...) whose JSON
 // encoding is the wire form listed in the README's events table.
 // Event.Sessions names the sessions to notify; an
-// empty list means every session of Event.UserID (and a zero UserID every
-// session of every user), which is what an embedder whose sessions live
-// outside p2kit receives, since p2kit then does not know the other
-// sessions. Package broker is a ready in-process sink with a
+// empty list means every session of Event.UserID but Event.Except (and a
+// zero UserID every session of every user), which is what an embedder
+// whose sessions live outside p2kit receives, since p2kit then does not
+// know the other sessions. EventType.Security and EventType.State say
+// which events a sink must never drop for others and which it may
+// coalesce to the latest. Package broker is a ready in-process sink with a
 // Server-Sent-Events stream.
 package p2core

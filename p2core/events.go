@@ -18,6 +18,19 @@ const (
 	EventFederationTokenIssued EventType = "FEDERATION_TOKEN_ISSUED"
 )
 
+// Security reports whether events of type t warn of a change to who can
+// act as the user or as this server (NEW_SESSION, CLIENT_KEY_CHANGE,
+// SERVER_KEY_CHANGE). A sink that keeps events for offline sessions must
+// never drop one of these to make room for events of other types.
+func (t EventType) Security() bool {
+	return t == EventNewSession || t == EventClientKeyChange || t == EventServerKeyChange
+}
+
+// State reports whether events of type t only describe a current state
+// (LOW_KEY_PACKAGES: the supply now), so that for one recipient the
+// latest replaces any earlier one not yet delivered.
+func (t EventType) State() bool { return t == EventLowKeyPackages }
+
 // Event is something a user's sessions should learn. Payload is a value
 // that encodes to the JSON documented for its Type in the README.
 type Event struct {
@@ -26,8 +39,14 @@ type Event struct {
 	// every session of every user (SERVER_KEY_CHANGE).
 	UserID UserID
 	// Sessions are the target sessions of the user; empty means all of
-	// the user's sessions.
+	// the user's sessions (but Except).
 	Sessions []SessionID
+	// Except, when set, is the session the event is about, which does not
+	// receive it: the new session of NEW_SESSION, the session with a new
+	// ID-Cert of CLIENT_KEY_CHANGE. With Sessions empty the event goes to
+	// every other session of the user, so it carries no list of them, and
+	// its size does not grow with the number of sessions.
+	Except SessionID
 	// Time is when the event happened.
 	Time    time.Time
 	Payload any

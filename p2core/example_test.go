@@ -30,14 +30,17 @@ func (g *gatewaySink) Publish(ctx context.Context, e p2core.Event) {
 	if err != nil {
 		return // the payload types always marshal
 	}
-	// Empty Sessions means every session of e.UserID: that is what an
-	// embedder whose sessions live outside p2kit receives, since p2kit
-	// does not know them. A zero UserID means every user.
+	// Empty Sessions means every session of e.UserID but e.Except (the
+	// session the event is about, if any): p2kit never lists a user's
+	// sessions. A zero UserID means every user.
 	to := "every session of user " + e.UserID.String()
 	if e.UserID == 0 {
 		to = "every session of every user"
 	} else if len(e.Sessions) > 0 {
 		to = fmt.Sprint("sessions ", e.Sessions, " of user ", e.UserID)
+	}
+	if e.Except != "" {
+		to += " but " + string(e.Except)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

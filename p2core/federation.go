@@ -282,8 +282,8 @@ func (s *Service) RecordForeignIDCert(ctx context.Context, p Principal, raw []by
 		return IDCert{}, fmt.Errorf("store ID-Cert: %w", err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "foreign ID-Cert recorded", slog.String("user_id", p.UserID.String()), slog.String("session_id", string(p.SessionID)), slog.String("serial", serial))
-	others, _ := s.otherSessions(ctx, p.UserID, p.SessionID)
-	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Sessions: others, Time: c.IssuedAt,
+	// The user's other sessions learn of the new key.
+	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Except: p.SessionID, Time: c.IssuedAt,
 		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt}})
 	return c, nil
 }

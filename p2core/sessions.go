@@ -50,27 +50,13 @@ func (s *Service) createSession(ctx context.Context, user UserID, fid FID, home 
 			return "", Session{}, fmt.Errorf("store session: %w", err)
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "session created", slog.String("user_id", user.String()), slog.String("session_id", string(sess.SessionID)))
-		others, err := s.otherSessions(ctx, user, sess.SessionID)
-		if err == nil && len(others) > 0 {
-			s.publish(ctx, Event{Type: EventNewSession, UserID: user, Sessions: others, Time: sess.CreatedAt,
-				Payload: NewSessionPayload{SessionID: sess.SessionID, FID: fid, Home: home}})
-		}
+		// To every other session of the user, named by Except rather than
+		// listed, so the event stays the same size however many sessions
+		// the user has.
+		s.publish(ctx, Event{Type: EventNewSession, UserID: user, Except: sess.SessionID, Time: sess.CreatedAt,
+			Payload: NewSessionPayload{SessionID: sess.SessionID, FID: fid, Home: home}})
 		return tok, sess, nil
 	}
-}
-
-func (s *Service) otherSessions(ctx context.Context, user UserID, except SessionID) ([]SessionID, error) {
-	all, err := s.store.Sessions(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	var out []SessionID
-	for _, x := range all {
-		if x.SessionID != except {
-			out = append(out, x.SessionID)
-		}
-	}
-	return out, nil
 }
 
 // AuthenticateSession returns the session whose bearer token is token.

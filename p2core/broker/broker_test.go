@@ -97,7 +97,7 @@ func TestLastEventIDResumesAfterThatEvent(t *testing.T) {
 	ch := b.Subscribe(ctx, 1, "a", 0)
 	var ids []uint64
 	for i := 0; i < 3; i++ {
-		b.Publish(ctx, ev(p2core.EventLowKeyPackages, 1, i, "a"))
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, "a"))
 		ids = append(ids, recv(t, ch).ID)
 	}
 	again := b.Subscribe(ctx, 1, "a", ids[0])
@@ -110,12 +110,12 @@ func TestLastEventIDResumesAfterThatEvent(t *testing.T) {
 	none(t, again)
 }
 
-func TestKeptEventsAreBoundedPerUser(t *testing.T) {
-	b := broker.New(broker.Options{PerUser: 4})
+func TestKeptEventsAreBoundedPerSession(t *testing.T) {
+	b := broker.New(broker.Options{PerSession: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := 0; i < 10; i++ {
-		b.Publish(ctx, ev(p2core.EventLowKeyPackages, 1, i, "a"))
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, "a"))
 	}
 	ch := b.Subscribe(ctx, 1, "a", 0)
 	var got []string
@@ -125,6 +125,123 @@ func TestKeptEventsAreBoundedPerUser(t *testing.T) {
 	none(t, ch)
 	if got[0] != "6" || got[3] != "9" {
 		t.Fatalf("kept %v, want the last four (6..9)", got)
+	}
+}
+
+func TestKeptEventsToAllSessionsAreBoundedPerUser(t *testing.T) {
+	b := broker.New(broker.Options{PerUser: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i))
+	}
+	ch := b.Subscribe(ctx, 1, "a", 0)
+	var got []string
+	for i := 0; i < 4; i++ {
+		got = append(got, string(recv(t, ch).Data))
+	}
+	none(t, ch)
+	if got[0] != "6" || got[3] != "9" {
+		t.Fatalf("kept %v, want the last four (6..9)", got)
+	}
+}
+
+// drain reads what a reconnecting session is sent before live events.
+func drain(t *testing.T, ch <-chan broker.Delivery) []broker.Delivery {
+	t.Helper()
+	var out []broker.Delivery
+	for {
+		select {
+		case d, ok := <-ch:
+			if !ok {
+				t.Fatal("channel closed")
+			}
+			out = append(out, d)
+		default:
+			return out
+		}
+	}
+}
+
+func types(ds []broker.Delivery) map[p2core.EventType]int {
+	n := map[p2core.EventType]int{}
+	for _, d := range ds {
+		n[d.Type]++
+	}
+	return n
+}
+
+func TestStateEventsAreCoalescedToTheLatestPerSession(t *testing.T) {
+	b := broker.New(broker.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 1000; i++ {
+		b.Publish(ctx, ev(p2core.EventLowKeyPackages, 1, i, "a"))
+		b.Publish(ctx, ev(p2core.EventLowKeyPackages, 1, -i, "b"))
+	}
+	got := drain(t, b.Subscribe(ctx, 1, "a", 0))
+	if len(got) != 1 || string(got[0].Data) != "999" {
+		t.Fatalf("session a reconnects to %d events, first %s; want only the latest (999)", len(got), got[0].Data)
+	}
+	if got := drain(t, b.Subscribe(ctx, 1, "b", 0)); len(got) != 1 || string(got[0].Data) != "-999" {
+		t.Fatalf("session b reconnects to %+v, want only its own latest", got)
+	}
+}
+
+func TestSecurityEventsAreNeverPushedOutByOtherKinds(t *testing.T) {
+	b := broker.New(broker.Options{Security: 4, PerUser: 4, PerSession: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Publish(ctx, p2core.Event{Type: p2core.EventNewSession, UserID: 1, Except: "intruder", Payload: "intruder"})
+	for i := 0; i < 1000; i++ {
+		b.Publish(ctx, ev(p2core.EventLowKeyPackages, 1, i, "victim"))
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i))           // all sessions
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, "victim")) // the victim alone
+		// The intruder renews its key again and again: only the latest
+		// news of its key is kept, so it cannot flush its NEW_SESSION.
+		b.Publish(ctx, p2core.Event{Type: p2core.EventClientKeyChange, UserID: 1, Except: "intruder", Payload: i})
+	}
+	got := drain(t, b.Subscribe(ctx, 1, "victim", 0))
+	n := types(got)
+	if n[p2core.EventNewSession] != 1 || string(got[0].Data) != `"intruder"` {
+		t.Fatalf("victim reconnects to %v; the intruder's NEW_SESSION is lost", n)
+	}
+	if n[p2core.EventClientKeyChange] != 1 || n[p2core.EventLowKeyPackages] != 1 || n[p2core.EventFederationTokenIssued] != 8 {
+		t.Fatalf("victim reconnects to %v, want 1 NEW_SESSION, 1 CLIENT_KEY_CHANGE (the latest), 1 LOW_KEY_PACKAGES, 4+4 FEDERATION_TOKEN_ISSUED", n)
+	}
+	// The intruder itself is not told of its own session or key.
+	if n := types(drain(t, b.Subscribe(ctx, 1, "intruder", 0))); n[p2core.EventNewSession] != 0 || n[p2core.EventClientKeyChange] != 0 {
+		t.Fatalf("the session an event is about got it: %v", n)
+	}
+}
+
+func TestOneSessionsEventsDoNotPushOutAnothers(t *testing.T) {
+	b := broker.New(broker.Options{PerSession: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, "mine", "a"))
+	for i := 0; i < 100; i++ {
+		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, "b"))
+	}
+	if got := drain(t, b.Subscribe(ctx, 1, "a", 0)); len(got) != 1 || string(got[0].Data) != `"mine"` {
+		t.Fatalf("session a reconnects to %+v", got)
+	}
+}
+
+func TestANewSessionIsNotSentWhatCameBeforeIt(t *testing.T) {
+	b := broker.New(broker.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, "old")) // all sessions of user 1
+	b.Publish(ctx, p2core.Event{Type: p2core.EventNewSession, UserID: 1, Except: "new", Payload: "new"})
+	b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, "later"))
+	got := drain(t, b.Subscribe(ctx, 1, "new", 0))
+	if len(got) != 1 || string(got[0].Data) != `"later"` {
+		t.Fatalf("new session first connects to %+v, want only what came after its NEW_SESSION", got)
+	}
+	// A session that existed before gets all three.
+	if n := types(drain(t, b.Subscribe(ctx, 1, "old", 0))); n[p2core.EventFederationTokenIssued] != 2 || n[p2core.EventNewSession] != 1 {
+		t.Fatalf("older session reconnects to %v", n)
 	}
 }
 
