@@ -31,16 +31,19 @@ type suite struct {
 	sig       sigScheme      // signature scheme
 	sigCurve  elliptic.Curve // for sigECDSA
 	sigKeyLen int            // encoded signature public key length
+	// verifyCost is the CPU cost of checking a KeyPackage's two
+	// signatures in this suite, relative to Ed25519 (see VerifyCost).
+	verifyCost int
 }
 
 var suites = [8]*suite{
-	1: {name: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", newHash: sha256.New, hpkeLen: 32, sig: sigEd25519, sigKeyLen: ed25519.PublicKeySize},
-	2: {name: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256", newHash: sha256.New, hpkeLen: 65, hpkeCurve: ecdh.P256(), sig: sigECDSA, sigCurve: elliptic.P256(), sigKeyLen: 65},
-	3: {name: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", newHash: sha256.New, hpkeLen: 32, sig: sigEd25519, sigKeyLen: ed25519.PublicKeySize},
-	4: {name: "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", newHash: sha512.New, hpkeLen: 56, sig: sigEd448, sigKeyLen: ed448.PublicKeySize},
-	5: {name: "MLS_256_DHKEMP521_AES256GCM_SHA512_P521", newHash: sha512.New, hpkeLen: 133, hpkeCurve: ecdh.P521(), sig: sigECDSA, sigCurve: elliptic.P521(), sigKeyLen: 133},
-	6: {name: "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", newHash: sha512.New, hpkeLen: 56, sig: sigEd448, sigKeyLen: ed448.PublicKeySize},
-	7: {name: "MLS_256_DHKEMP384_AES256GCM_SHA384_P384", newHash: sha512.New384, hpkeLen: 97, hpkeCurve: ecdh.P384(), sig: sigECDSA, sigCurve: elliptic.P384(), sigKeyLen: 97},
+	1: {name: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", newHash: sha256.New, hpkeLen: 32, sig: sigEd25519, sigKeyLen: ed25519.PublicKeySize, verifyCost: 1},
+	2: {name: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256", newHash: sha256.New, hpkeLen: 65, hpkeCurve: ecdh.P256(), sig: sigECDSA, sigCurve: elliptic.P256(), sigKeyLen: 65, verifyCost: 2},
+	3: {name: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", newHash: sha256.New, hpkeLen: 32, sig: sigEd25519, sigKeyLen: ed25519.PublicKeySize, verifyCost: 1},
+	4: {name: "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", newHash: sha512.New, hpkeLen: 56, sig: sigEd448, sigKeyLen: ed448.PublicKeySize, verifyCost: 4},
+	5: {name: "MLS_256_DHKEMP521_AES256GCM_SHA512_P521", newHash: sha512.New, hpkeLen: 133, hpkeCurve: ecdh.P521(), sig: sigECDSA, sigCurve: elliptic.P521(), sigKeyLen: 133, verifyCost: 24},
+	6: {name: "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", newHash: sha512.New, hpkeLen: 56, sig: sigEd448, sigKeyLen: ed448.PublicKeySize, verifyCost: 4},
+	7: {name: "MLS_256_DHKEMP384_AES256GCM_SHA384_P384", newHash: sha512.New384, hpkeLen: 97, hpkeCurve: ecdh.P384(), sig: sigECDSA, sigCurve: elliptic.P384(), sigKeyLen: 97, verifyCost: 8},
 }
 
 // lookupSuite returns the parameters of cipher suite id, or nil if this
