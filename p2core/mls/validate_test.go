@@ -331,3 +331,44 @@ func TestRefMatchesIndependentComputation(t *testing.T) {
 		}
 	}
 }
+
+// Check does everything but the signatures: a KeyPackage with a flipped
+// signature bit passes Check and fails VerifySignatures, while a
+// structural fault fails Check itself.
+func TestCheckLeavesSignaturesToVerifySignatures(t *testing.T) {
+	for _, v := range oneVectorPerSuite(t) {
+		if v.wrapped {
+			continue
+		}
+		kp := decodeVector(t, v)
+		opts := vectorOptions(kp)
+		if err := mls.Check(kp, opts); err != nil {
+			t.Fatalf("%s: Check: %v", v.name, err)
+		}
+		if err := mls.VerifySignatures(kp); err != nil {
+			t.Fatalf("%s: VerifySignatures: %v", v.name, err)
+		}
+		flipped := bytes.Clone(kp.Signature)
+		flipped[0] ^= 1
+		bad := remarshal(t, kp, func(c *mls.KeyPackage) { c.Signature = flipped })
+		if err := mls.Check(bad, opts); err != nil {
+			t.Fatalf("%s: Check refused a bad signature it must not look at: %v", v.name, err)
+		}
+		wantInvalid(t, v.name, mls.VerifySignatures(bad), "signature: does not verify")
+		same := remarshal(t, kp, func(c *mls.KeyPackage) { c.InitKey = c.EncryptionKey })
+		wantInvalid(t, v.name, mls.Check(same, opts), "init_key: equals leaf_node.encryption_key")
+	}
+	wantInvalid(t, "nil", mls.Check(nil, mls.Options{}), "nil KeyPackage")
+	wantInvalid(t, "nil", mls.VerifySignatures(nil), "nil KeyPackage")
+}
+
+// VerifyCost orders the suites by their signature scheme's cost.
+func TestVerifyCostWeighsSlowSuitesMore(t *testing.T) {
+	ed25519, p256, ed448, p384, p521 := mls.VerifyCost(1), mls.VerifyCost(2), mls.VerifyCost(4), mls.VerifyCost(7), mls.VerifyCost(5)
+	if ed25519 != 1 || mls.VerifyCost(3) != 1 || !(ed25519 < p256 && p256 < ed448 && ed448 < p384 && p384 < p521) || mls.VerifyCost(6) != ed448 {
+		t.Fatalf("costs 1..7: %d %d %d %d %d %d %d", mls.VerifyCost(1), p256, mls.VerifyCost(3), ed448, p521, mls.VerifyCost(6), p384)
+	}
+	if mls.VerifyCost(0) != 1 || mls.VerifyCost(0xffff) != 1 {
+		t.Fatal("an unknown suite must cost 1: Check refuses it before any signature")
+	}
+}
