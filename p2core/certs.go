@@ -36,11 +36,15 @@ type keyCache struct {
 // ClientKeyChangePayload is the payload of CLIENT_KEY_CHANGE, sent to the
 // user's sessions when one of them gets a new ID-Cert.
 type ClientKeyChangePayload struct {
+	// SessionID is the session that got the new ID-Cert.
 	SessionID SessionID `json:"session_id"`
-	Serial    string    `json:"serial"`
+	// Serial is the ID-Cert's serial@polyproto.org notation.
+	Serial string `json:"serial"`
 	// IDCert is the new ID-Cert, Base64 as on the wire.
-	IDCert    []byte    `json:"id_cert"`
-	ExpiresAt time.Time `json:"expires_at"`
+	IDCert []byte `json:"id_cert"`
+	// ExpiresAt is when the ID-Cert expires, in Unix seconds like every
+	// time p2kit writes in JSON.
+	ExpiresAt int64 `json:"expires_at"`
 }
 
 // ServerKeyChangePayload is the payload of SERVER_KEY_CHANGE, sent to every
@@ -49,8 +53,9 @@ type ServerKeyChangePayload struct {
 	// Fingerprint is the new key's fingerprint, upper-case hex.
 	Fingerprint string `json:"fingerprint"`
 	// PublicKey is the new key, Base64 binary as route 10 returns it.
-	PublicKey []byte    `json:"public_key"`
-	ValidFrom time.Time `json:"valid_from"`
+	PublicKey []byte `json:"public_key"`
+	// ValidFrom is when the new key became current, in Unix seconds.
+	ValidFrom int64 `json:"valid_from"`
 }
 
 // keys returns the current keyring, loading it from the Store when the
@@ -213,7 +218,7 @@ func (s *Service) RotateServerKey(ctx context.Context, p Principal) (ServerKey, 
 	s.invalidateKeys()
 	s.log.LogAttrs(ctx, slog.LevelInfo, "server identity key rotated", slog.String("fingerprint", fmt.Sprintf("%X", k.Fingerprint)), slog.String("by", p.UserID.String()))
 	s.publish(ctx, Event{Type: EventServerKeyChange, Time: k.CreatedAt,
-		Payload: ServerKeyChangePayload{Fingerprint: fmt.Sprintf("%X", k.Fingerprint), PublicKey: k.Public, ValidFrom: k.CreatedAt}})
+		Payload: ServerKeyChangePayload{Fingerprint: fmt.Sprintf("%X", k.Fingerprint), PublicKey: k.Public, ValidFrom: k.CreatedAt.Unix()}})
 	s.publish(ctx, Event{Type: EventLowKeyPackages, Time: k.CreatedAt, Payload: LowKeyPackagesPayload{Reason: "server_key_change"}})
 	k.Private = nil
 	return k, nil
@@ -286,7 +291,7 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) 
 	s.log.LogAttrs(ctx, slog.LevelInfo, "ID-Cert issued", slog.String("user_id", p.UserID.String()), slog.String("session_id", string(p.SessionID)), slog.String("serial", c.Serial))
 	// The user's other sessions learn of the new key.
 	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Except: p.SessionID, Time: c.IssuedAt,
-		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt}})
+		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt.Unix()}})
 	return c, nil
 }
 

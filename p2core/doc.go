@@ -74,13 +74,15 @@
 // Config.Events: NEW_SESSION, CLIENT_KEY_CHANGE, SERVER_KEY_CHANGE,
 // LOW_KEY_PACKAGES and FEDERATION_TOKEN_ISSUED. Event.Payload is a Go
 // value (NewSessionPayload, ClientKeyChangePayload, ...) whose JSON
-// encoding is the wire form listed in the README's events table.
-// Event.Sessions names the sessions to notify; an
-// empty list means every session of Event.UserID but Event.Except (and a
-// zero UserID every session of every user), which is what an embedder
-// whose sessions live outside p2kit receives, since p2kit then does not
-// know the other sessions. EventType.Security and EventType.State say
-// which events a sink must never drop for others and which it may
-// coalesce to the latest. Package broker is a ready in-process sink with a
+// encoding is the wire form listed in the README's events table; times in
+// payloads are Unix seconds, as in every REST body. Event.Sessions names
+// the sessions to notify; an empty list means every session of
+// Event.UserID but Event.Except (and a zero UserID every session of every
+// user). Addressing an event never needs the list of a user's sessions,
+// so this works the same for an embedder whose sessions live outside
+// p2kit.
+// EventType.Security and EventType.State say which events a sink must
+// never drop for others and which it may coalesce to the latest. Package
+// broker is a ready in-process sink with a
 // Server-Sent-Events stream.
 package p2core

@@ -31,8 +31,10 @@ func (t EventType) Security() bool {
 // latest replaces any earlier one not yet delivered.
 func (t EventType) State() bool { return t == EventLowKeyPackages }
 
-// Event is something a user's sessions should learn. Payload is a value
-// that encodes to the JSON documented for its Type in the README.
+// Event is something a user's sessions should learn. Payload is a Go
+// value, the *Payload type of its Type (NewSessionPayload for NEW_SESSION,
+// ...); encoding/json turns it into the JSON the README's events table
+// documents, with times as Unix seconds.
 type Event struct {
 	Type EventType
 	// UserID is the user whose sessions receive the event. Zero means
@@ -65,10 +67,13 @@ type discardSink struct{}
 func (discardSink) Publish(context.Context, Event) {}
 
 // FederationTokenIssuedPayload is the payload of FEDERATION_TOKEN_ISSUED,
-// sent to the user's other sessions so a token request nobody made is
+// sent to all the user's sessions so that a token request nobody made is
 // noticed.
 type FederationTokenIssuedPayload struct {
-	Server    string    `json:"server"`
+	// Server is the foreign server the token is for (normalised URL).
+	Server string `json:"server"`
+	// SessionID is the session that asked for the token.
 	SessionID SessionID `json:"session_id"`
-	ExpiresAt time.Time `json:"expires_at"`
+	// ExpiresAt is when the token expires, in Unix seconds.
+	ExpiresAt int64 `json:"expires_at"`
 }

@@ -65,5 +65,5 @@ func ExampleEventSink() {
 		log.Fatal(err)
 	}
 	// Output:
-	// FEDERATION_TOKEN_ISSUED to every session of user 1001: {"server":"https://foreign.example","session_id":"laptop","expires_at":"2031-01-01T12:05:00Z"}
+	// FEDERATION_TOKEN_ISSUED to every session of user 1001: {"server":"https://foreign.example","session_id":"laptop","expires_at":1925035500}
 }

@@ -284,7 +284,7 @@ func (s *Service) RecordForeignIDCert(ctx context.Context, p Principal, raw []by
 	s.log.LogAttrs(ctx, slog.LevelInfo, "foreign ID-Cert recorded", slog.String("user_id", p.UserID.String()), slog.String("session_id", string(p.SessionID)), slog.String("serial", serial))
 	// The user's other sessions learn of the new key.
 	s.publish(ctx, Event{Type: EventClientKeyChange, UserID: p.UserID, Except: p.SessionID, Time: c.IssuedAt,
-		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt}})
+		Payload: ClientKeyChangePayload{SessionID: p.SessionID, Serial: c.Serial, IDCert: c.Cert, ExpiresAt: c.ExpiresAt.Unix()}})
 	return c, nil
 }
 

@@ -153,7 +153,7 @@ func (s *Service) IssueFederationToken(ctx context.Context, p Principal, server 
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "federation token issued", slog.String("user_id", p.UserID.String()), slog.String("server", norm))
 		s.publish(ctx, Event{Type: EventFederationTokenIssued, UserID: p.UserID, Time: now,
-			Payload: FederationTokenIssuedPayload{Server: norm, SessionID: p.SessionID, ExpiresAt: t.ExpiresAt}})
+			Payload: FederationTokenIssuedPayload{Server: norm, SessionID: p.SessionID, ExpiresAt: t.ExpiresAt.Unix()}})
 		return tok, t, nil
 	}
 }
