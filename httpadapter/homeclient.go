@@ -10,11 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/p2kit/p2kit/p2core"
@@ -84,11 +82,16 @@ type HomeClientOptions struct {
 	// tests). Default false: https only.
 	AllowInsecure bool
 	// AllowPrivateAddresses lets the client connect to loopback, private,
-	// link-local and other non-public addresses. Default false: a FID's
-	// domain is chosen by whoever calls route 16, so connections to such
-	// addresses are refused at dial time (after DNS, so rebinding does not
-	// get around it) to keep route 16 from reaching internal services.
-	// Applies only when HTTPClient is nil.
+	// link-local and every other address that is not globally reachable:
+	// set it only when the Resolver maps domains explicitly to such
+	// addresses (loopback tests, a private federation). Default false: a
+	// FID's domain is chosen by whoever calls route 16, so each connection
+	// is checked at dial time, on the address actually dialled (after DNS,
+	// so rebinding does not get around it), against the IANA IPv4 and IPv6
+	// Special-Purpose Address Registries; NAT64 and IPv4-mapped addresses
+	// are judged by the IPv4 address they carry, and 6to4, Teredo and
+	// IPv4-compatible addresses are refused. Applies only when HTTPClient
+	// is nil: a client of your own brings its own guard.
 	AllowPrivateAddresses bool
 	// HTTPClient sends the requests. Default: a client with dial and TLS
 	// handshake timeouts, no proxy, TLS 1.2 or later. A given client is
@@ -117,9 +120,6 @@ var _ p2core.HomeServers = (*HomeClient)(nil)
 // errRedirect is returned by CheckRedirect: a home server's answer is
 // never taken from another URL.
 var errRedirect = errors.New("redirects are not followed")
-
-// errPrivateAddress refuses a connection to a non-public address.
-var errPrivateAddress = errors.New("refusing to connect to a non-public address")
 
 // NewHomeClient returns a HomeClient with opts.
 func NewHomeClient(opts HomeClientOptions) *HomeClient {
@@ -166,41 +166,6 @@ func NewHomeClient(opts HomeClientOptions) *HomeClient {
 	return c
 }
 
-// nonPublic lists address ranges that IsPrivate, IsLoopback and friends do
-// not cover but that are not the public internet either.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-}
-
-// refuseNonPublic is a net.Dialer Control function: it runs on the address
-// actually dialled, after name resolution.
-func refuseNonPublic(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return errPrivateAddress
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return errPrivateAddress
-	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
-		return errPrivateAddress
-	}
-	for _, p := range nonPublic {
-		if p.Contains(ip) {
-			return errPrivateAddress
-		}
-	}
-	return nil
-}
-
 // homeErr is a failure with a caller-safe message (the *p2core.Error) and
 // the cause, for logs.
 func homeErr(kind error, cause error, format string, args ...any) error {
@@ -230,25 +195,16 @@ func (c *HomeClient) base(ctx context.Context, domain string) (string, error) {
 	return norm, nil
 }
 
-// transportErr classifies a failed exchange with the home server of domain.
+// transportErr maps a failed exchange with the home server of domain to
+// ErrHomeUnreachable with one message for every cause (an address that is
+// not globally reachable, no such host, a refused connection, a timeout, a
+// redirect), so that route 16 is no oracle for internal names; the cause
+// stays wrapped for the log.
 func transportErr(ctx context.Context, domain string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var dnsErr *net.DNSError
-	var netErr net.Error
-	switch {
-	case errors.Is(err, errPrivateAddress):
-		return homeErr(p2core.ErrUnknownHome, err, "the home server of %s is not at a public address", domain)
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return homeErr(p2core.ErrUnknownHome, err, "the home server of %s does not exist (no such host)", domain)
-	case errors.Is(err, errRedirect):
-		return homeErr(p2core.ErrHomeUnreachable, err, "the home server of %s answered with a redirect, which is not followed", domain)
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return homeErr(p2core.ErrHomeUnreachable, err, "the home server of %s did not answer in time", domain)
-	default:
-		return homeErr(p2core.ErrHomeUnreachable, err, "the home server of %s could not be reached", domain)
-	}
+	return homeErr(p2core.ErrHomeUnreachable, err, "the home server of %s could not be reached", domain)
 }
 
 // exchange sends one request to the home server of domain and returns the

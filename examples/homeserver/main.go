@@ -19,8 +19,11 @@
 //	-self-url URL          this server's URL, which foreign users' federation
 //	                       tokens name (default http://ADDR with
 //	                       -insecure-federation, else https://DOMAIN)
-//	-home DOMAIN=URL       the home server of DOMAIN is at URL (repeatable;
-//	                       when given, only these domains are federated)
+//	-home DOMAIN=URL       the home server of DOMAIN is at URL, which may be
+//	                       a loopback or private address (repeatable; when
+//	                       given, only these domains are federated; without
+//	                       it homes must be at globally reachable addresses,
+//	                       even with -insecure-federation)
 //	-store bolt|postgres   storage backend (default bolt, in -data)
 //	-dsn DSN               PostgreSQL connection string for -store postgres
 //	                       (default $P2KIT_POSTGRES_DSN)

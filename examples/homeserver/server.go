@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.iterations, "pbkdf2-iterations", defaultPBKDF2Iterations, "PBKDF2 iterations for new passwords (lower only for tests)")
 	fs.StringVar(&c.selfURL, "self-url", "", "this server's public URL, which foreign users' federation tokens name (default http://ADDR with -insecure-federation, else https://DOMAIN)")
 	var homes stringList
-	fs.Var(&homes, "home", "DOMAIN=URL: the home server of DOMAIN is at URL, for loopback federation (repeatable; when given, only these domains are federated)")
+	fs.Var(&homes, "home", "DOMAIN=URL: the home server of DOMAIN is at URL, which may be a loopback or private address (repeatable; when given, only these domains are federated)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -194,7 +194,11 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 		AllowInsecureFederation: c.insecure,
 		SelfURL:                 c.selfURL,
 		Homes: httpadapter.NewHomeClient(httpadapter.HomeClientOptions{
-			Resolver: resolver, AllowInsecure: c.insecure, AllowPrivateAddresses: c.insecure}),
+			Resolver: resolver, AllowInsecure: c.insecure,
+			// Homes at loopback or private addresses only where -home
+			// names them: -insecure-federation alone allows http, not
+			// private addresses.
+			AllowPrivateAddresses: len(c.homes) > 0}),
 		// Foreign users' local IDs come from the accounts' generator, so
 		// they never collide with local users'.
 		ForeignUserIDs: accounts.ids.Next,

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/p2core/idcert"
+	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
+)
+
+// TestInsecureFederationAloneDoesNotReachLoopback presents, with only
+// -insecure-federation set, an ID-Cert of x@localhost: the server must not
+// connect to loopback to fetch that home's key, must answer with the one
+// "could not be reached" text, and must say why only in its log.
+func TestInsecureFederationAloneDoesNotReachLoopback(t *testing.T) {
+	w := &syncBuffer{}
+	s := startServerLogging(t, t.TempDir(), w, "-insecure-federation")
+	now := time.Now()
+	home, err := idcert.GenerateServerKey("localhost", idcert.Ed25519Legacy, now.Add(-time.Hour), 0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := idcerttest.NewClientKey("x@localhost", nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := idcert.ParseClientKey([]byte(key.Armored), "x@localhost", now, idcert.Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := idcert.Issue(home, ck, idcert.IssueParams{SessionID: "s1", Now: now.Add(-time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client(s, session{}).ForeignLogin(context.Background(), p2core.ForeignLoginRequest{FederationToken: "t", IDCert: cert.Raw})
+	if !errors.Is(err, p2core.ErrHomeUnreachable) {
+		t.Fatalf("route 16 with a home at localhost: %v, want P2CORE_HOME_UNREACHABLE", err)
+	}
+	if !strings.Contains(err.Error(), "could not be reached") || strings.Contains(err.Error(), "127.0.0.") {
+		t.Fatalf("the caller sees %q", err)
+	}
+	if got := w.String(); !strings.Contains(got, "not globally reachable") {
+		t.Fatalf("the log does not say the address was refused:\n%s", got)
+	}
+}
