@@ -1,11 +1,13 @@
 package httpadapter
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/p2core/broker"
 )
 
@@ -13,13 +15,21 @@ import (
 // proxies and clients see the connection alive.
 const sseHeartbeat = 15 * time.Second
 
+// EventSource is what EventStream needs of an event hub: a subscription
+// to one session's events, closed when ctx ends or the session is
+// forgotten. *broker.Broker implements it.
+type EventSource interface {
+	Subscribe(ctx context.Context, user p2core.UserID, session p2core.SessionID, lastID uint64) <-chan broker.Delivery
+}
+
 // EventStream returns a handler that streams the authenticated session's
-// events from b as Server-Sent Events: "id:" is the Delivery ID, "event:"
+// events from src as Server-Sent Events: "id:" is the Delivery ID, "event:"
 // the event type and "data:" its JSON payload. A reconnecting client's
 // Last-Event-ID header resumes after that event; without it, the session
-// gets what it has not been sent yet.
-func EventStream(b *broker.Broker, auth Authenticator) http.Handler {
-	h := &Handler{auth: auth}
+// gets what it has not been sent yet. Callers are identified by h's
+// Authenticator, and refusals are written like those of h's routes (an
+// Authenticator's internal failure is a 500 with a request ID, not a 401).
+func (h *Handler) EventStream(src EventSource) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
@@ -30,13 +40,13 @@ func EventStream(b *broker.Broker, auth Authenticator) http.Handler {
 		}
 		p, err := h.authenticate(r)
 		if err != nil {
-			writeErrorBody(w, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED", "a valid bearer token is required")
+			h.writeError(w, r, err)
 			return
 		}
 		var last uint64
 		if v := r.Header.Get("Last-Event-ID"); v != "" {
 			if last, err = strconv.ParseUint(v, 10, 64); err != nil {
-				writeErrorBody(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "Last-Event-ID must be a decimal event ID")
+				h.writeError(w, r, p2core.Errorf(p2core.ErrBadRequest, "Last-Event-ID must be a decimal event ID"))
 				return
 			}
 		}
@@ -46,7 +56,7 @@ func EventStream(b *broker.Broker, auth Authenticator) http.Handler {
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		events := b.Subscribe(r.Context(), p.UserID, p.SessionID, last)
+		events := src.Subscribe(r.Context(), p.UserID, p.SessionID, last)
 		tick := time.NewTicker(sseHeartbeat)
 		defer tick.Stop()
 		for {

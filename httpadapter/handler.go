@@ -10,6 +10,8 @@ package httpadapter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,17 +223,26 @@ func (h *Handler) authenticate(r *http.Request) (p2core.Principal, error) {
 		if errors.Is(err, p2core.ErrUnauthorized) {
 			return p2core.Principal{}, err
 		}
-		return p2core.Principal{}, fmt.Errorf("authenticator returned an invalid principal: %w", err)
+		// A malformed principal is the Authenticator's bug, not the
+		// caller's: internal, whatever sentinel Validate matched.
+		return p2core.Principal{}, fmt.Errorf("authenticator returned an invalid principal: %v", err)
 	}
 	return p, nil
 }
 
-// writeError writes err as a JSON error body; internal errors are logged
-// and shown to the caller as a bare 500.
+// writeError writes err as a JSON error body through the one error table
+// (classify). An internal error is logged with a new request ID, and the
+// caller gets only a generic message naming that ID (also in the
+// X-Request-Id header), so an operator can find the log line without the
+// error's own text, which may name files, tables or constraints, ever
+// reaching the caller.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := classify(err)
 	if status >= 500 {
-		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		id := newRequestID()
+		w.Header().Set("X-Request-Id", id)
+		msg += " (request ID " + id + ")"
+		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="p2core"`)
@@ -241,6 +252,14 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		w.Header().Set("Retry-After", strconv.Itoa(rl.seconds()))
 	}
 	writeErrorBody(w, status, code, msg)
+}
+
+// newRequestID returns 16 random hex digits naming one failed request in
+// the log and in its answer.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func writeErrorBody(w http.ResponseWriter, status int, code, msg string) {

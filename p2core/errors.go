@@ -81,12 +81,40 @@ func Errorf(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
+// InternalMessage is what Message returns for an error that matches no
+// sentinel: an internal failure, whose own text may name files, tables or
+// constraints and so is never shown to a caller.
+const InternalMessage = "internal server error"
+
 // Message returns the caller-safe message of err: the message of the
-// outermost *Error in its chain, else the text of the sentinel it matches.
+// outermost *Error in its chain, else the text of the sentinel it matches
+// (never the text of the errors wrapping it, which may come from a
+// Store), else InternalMessage.
 func Message(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Message
 	}
-	return err.Error()
+	if k := sentinel(err); k != nil {
+		return k.Error()
+	}
+	return InternalMessage
+}
+
+// sentinel returns the sentinel of this package that err matches, or nil
+// when err is an internal failure.
+func sentinel(err error) error {
+	for _, k := range [...]error{
+		ErrNotFound, ErrConflict, ErrClosed, ErrUnauthorized, ErrNotAdministrator,
+		ErrForbidden, ErrBadRequest, ErrInvalidUserID, ErrInvalidFID, ErrInvalidServer,
+		ErrNotFederated, ErrTokenGenerationDisabled, ErrTokenInvalid, ErrInvalidPublicKey,
+		ErrInvalidIDCert, ErrInvalidKeyPackage, ErrNoIDCert, ErrDuplicateKeyPackage,
+		ErrTooManyKeyPackages, ErrRateLimited, ErrUnknownHome, ErrHomeUnreachable,
+		ErrFIDMismatch,
+	} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
 }
