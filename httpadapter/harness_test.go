@@ -53,7 +53,13 @@ func newEnv(t *testing.T, mutate func(*p2core.Config)) *env {
 // here).
 func newEnvOpts(t *testing.T, mutate func(*p2core.Config), opts httpadapter.Options) *env {
 	t.Helper()
-	e := &env{t: t, store: memstore.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, admins: map[p2core.UserID]bool{}}
+	return newEnvOn(t, memstore.New(), mutate, opts)
+}
+
+// newEnvOn is newEnvOpts on the given store, which it closes at the end.
+func newEnvOn(t *testing.T, store p2core.Store, mutate func(*p2core.Config), opts httpadapter.Options) *env {
+	t.Helper()
+	e := &env{t: t, store: store, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, admins: map[p2core.UserID]bool{}}
 	cfg := p2core.Config{Domain: "home.test", Now: e.clock.Now}
 	if mutate != nil {
 		mutate(&cfg)
