@@ -11,9 +11,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/p2core"
@@ -24,181 +22,6 @@ import (
 // secret is the text of every failure of failingStore: a backend name and
 // a constraint name, which no answer may show.
 const secret = "boltstore: secret-constraint-xyz"
-
-// failingStore passes calls to a memstore until fail holds an error, then
-// fails every method with it.
-type failingStore struct {
-	p2core.Store
-	fail atomic.Pointer[error]
-}
-
-func (s *failingStore) err() error {
-	if e := s.fail.Load(); e != nil {
-		return *e
-	}
-	return nil
-}
-
-func (s *failingStore) CreateToken(ctx context.Context, t p2core.FederationToken) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.CreateToken(ctx, t)
-}
-
-func (s *failingStore) RedeemToken(ctx context.Context, hash [32]byte, server string, now time.Time) (p2core.FederationToken, error) {
-	if err := s.err(); err != nil {
-		return p2core.FederationToken{}, err
-	}
-	return s.Store.RedeemToken(ctx, hash, server, now)
-}
-
-func (s *failingStore) DeleteUserTokens(ctx context.Context, user p2core.UserID) (int, error) {
-	if err := s.err(); err != nil {
-		return 0, err
-	}
-	return s.Store.DeleteUserTokens(ctx, user)
-}
-
-func (s *failingStore) DeleteAllTokens(ctx context.Context) (int, error) {
-	if err := s.err(); err != nil {
-		return 0, err
-	}
-	return s.Store.DeleteAllTokens(ctx)
-}
-
-func (s *failingStore) PurgeExpiredTokens(ctx context.Context, now time.Time) (int, error) {
-	if err := s.err(); err != nil {
-		return 0, err
-	}
-	return s.Store.PurgeExpiredTokens(ctx, now)
-}
-
-func (s *failingStore) Setting(ctx context.Context, key string) ([]byte, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.Setting(ctx, key)
-}
-
-func (s *failingStore) PutSetting(ctx context.Context, key string, value []byte) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.PutSetting(ctx, key, value)
-}
-
-func (s *failingStore) CreateSetting(ctx context.Context, key string, value []byte) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.CreateSetting(ctx, key, value)
-}
-
-func (s *failingStore) CreateSession(ctx context.Context, x p2core.Session) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.CreateSession(ctx, x)
-}
-
-func (s *failingStore) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Session, error) {
-	if err := s.err(); err != nil {
-		return p2core.Session{}, err
-	}
-	return s.Store.SessionByToken(ctx, hash)
-}
-
-func (s *failingStore) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.Sessions(ctx, user)
-}
-
-func (s *failingStore) EndSession(ctx context.Context, user p2core.UserID, session p2core.SessionID, now time.Time) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.EndSession(ctx, user, session, now)
-}
-
-func (s *failingStore) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	if err := s.err(); err != nil {
-		return 0, err
-	}
-	return s.Store.UserIDForFID(ctx, fid, candidate)
-}
-
-func (s *failingStore) PutIDCert(ctx context.Context, c p2core.IDCert) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.PutIDCert(ctx, c)
-}
-
-func (s *failingStore) CurrentIDCert(ctx context.Context, user p2core.UserID, session p2core.SessionID) (p2core.IDCert, error) {
-	if err := s.err(); err != nil {
-		return p2core.IDCert{}, err
-	}
-	return s.Store.CurrentIDCert(ctx, user, session)
-}
-
-func (s *failingStore) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time) ([]p2core.IDCert, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.IDCertsAt(ctx, user, at)
-}
-
-func (s *failingStore) ServerKeys(ctx context.Context) ([]p2core.ServerKey, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.ServerKeys(ctx)
-}
-
-func (s *failingStore) AddServerKey(ctx context.Context, k p2core.ServerKey, previous []byte) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.AddServerKey(ctx, k, previous)
-}
-
-func (s *failingStore) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max int, now time.Time) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.AddKeyPackages(ctx, kps, max, now)
-}
-
-func (s *failingStore) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.SetLastResort(ctx, kp, now)
-}
-
-func (s *failingStore) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.ClaimKeyPackages(ctx, user, suite, now)
-}
-
-func (s *failingStore) KeyPackageStatus(ctx context.Context, user p2core.UserID, session p2core.SessionID, now time.Time) (p2core.KeyPackageStatus, error) {
-	if err := s.err(); err != nil {
-		return p2core.KeyPackageStatus{}, err
-	}
-	return s.Store.KeyPackageStatus(ctx, user, session, now)
-}
-
-func (s *failingStore) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int, error) {
-	if err := s.err(); err != nil {
-		return 0, err
-	}
-	return s.Store.PurgeExpiredKeyPackages(ctx, now)
-}
 
 // leakBodies are request bodies for the routes of the Handler's table that
 // get past decoding, so that the Service reaches the Store.
@@ -263,7 +86,7 @@ func TestStoreFailuresNeverReachTheCaller(t *testing.T) {
 			mux.Handle("/events", h.EventStream(broker.New(broker.Options{})))
 			srv := httptest.NewServer(mux)
 			t.Cleanup(srv.Close)
-			store.fail.Store(&failure)
+			store.failWith(failure)
 
 			type call struct{ method, path, token, body string }
 			var calls []call
