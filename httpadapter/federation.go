@@ -39,12 +39,6 @@ func (h *Handler) sessionAuth(w http.ResponseWriter, r *http.Request, _ p2core.P
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.FederationToken == "" || req.IDCert == "" {
-		return p2core.Errorf(p2core.ErrBadRequest, `fields "federation_token" and "id_cert" are required`)
-	}
-	if len(req.KeyPackages) > p2core.MaxKeyPackagesPerUpload {
-		return p2core.Errorf(p2core.ErrBadRequest, "a login carries at most %d KeyPackages, not %d", p2core.MaxKeyPackagesPerUpload, len(req.KeyPackages))
-	}
 	cert, err := b64.DecodeString(req.IDCert)
 	if err != nil {
 		return p2core.Errorf(p2core.ErrInvalidIDCert, "id_cert is not standard Base64 with padding")
@@ -68,21 +62,6 @@ func (h *Handler) sessionAuth(w http.ResponseWriter, r *http.Request, _ p2core.P
 	}
 	writeJSON(w, http.StatusCreated, SessionAuthResponse{SessionToken: tok,
 		Extra: &SessionAuthExtra{UserID: sess.UserID, SessionID: sess.SessionID, FID: sess.FID}})
-	return nil
-}
-
-// recordForeignIDCert is route 8 for a foreign session: the JSON string is
-// a Base64 ID-Cert issued by the session's home server, not a public key.
-func (h *Handler) recordForeignIDCert(w http.ResponseWriter, r *http.Request, p p2core.Principal, body string) error {
-	raw, err := b64.DecodeString(body)
-	if err != nil {
-		return p2core.Errorf(p2core.ErrInvalidIDCert, "a foreign session sends its new ID-Cert from its home server, as standard Base64 with padding")
-	}
-	c, err := h.svc.RecordForeignIDCert(r.Context(), p, raw)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, b64.EncodeToString(c.Cert))
 	return nil
 }
 

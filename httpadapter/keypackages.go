@@ -20,9 +20,6 @@ func (h *Handler) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p p2
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	if len(in) == 0 || len(in) > p2core.MaxKeyPackagesPerUpload {
-		return p2core.Errorf(p2core.ErrBadRequest, "an upload carries 1 to %d KeyPackages, not %d", p2core.MaxKeyPackagesPerUpload, len(in))
-	}
 	kps := make([][]byte, len(in))
 	for i, s := range in {
 		b, err := b64.DecodeString(s)

@@ -32,14 +32,11 @@ func queryTimestamp(r *http.Request) (time.Time, error) {
 }
 
 func (h *Handler) issueIDCert(w http.ResponseWriter, r *http.Request, p p2core.Principal) error {
-	var armored string
-	if err := decodeJSON(r, &armored); err != nil {
+	var value string
+	if err := decodeJSON(r, &value); err != nil {
 		return err
 	}
-	if h.svc.IsForeign(p) {
-		return h.recordForeignIDCert(w, r, p, armored)
-	}
-	c, err := h.svc.IssueIDCert(r.Context(), p, []byte(armored))
+	c, err := h.svc.IssueIDCert(r.Context(), p, []byte(value))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package p2core
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -232,18 +233,39 @@ func (s *Service) invalidateKeys() {
 	s.keyCache.mu.Unlock()
 }
 
-// IssueIDCert checks the caller's armored OpenPGP public key (route 8) and
-// returns a new ID-Cert for it, which supersedes the session's previous
-// one. The user's sessions get CLIENT_KEY_CHANGE. Errors:
-// ErrUnauthorized, ErrForbidden (a foreign principal: see
-// RecordForeignIDCert), ErrInvalidPublicKey (with the reason).
-func (s *Service) IssueIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
+// IssueIDCert is route 8 for every session: it gives the caller's session
+// a new current ID-Cert, which supersedes the previous one, and returns
+// it. The user's other sessions get CLIENT_KEY_CHANGE. value is the
+// route's JSON string, and what it holds depends on the caller:
+//
+//   - a local user's session sends its armored OpenPGP public key, and
+//     this server issues the ID-Cert;
+//   - a foreign user's session (Principal.Home set, or a FID of another
+//     domain) sends the new ID-Cert its home server issued, as standard
+//     Base64 with padding; it is verified and recorded as described at
+//     recordForeignIDCert.
+//
+// Errors: ErrUnauthorized; for a local session ErrInvalidPublicKey (with
+// the reason); for a foreign session ErrNotFederated (no Config.Homes),
+// ErrNoIDCert (the session has no cert to follow), ErrInvalidIDCert,
+// ErrUnknownHome, ErrHomeUnreachable and ErrConflict (the serial was
+// recorded here before).
+func (s *Service) IssueIDCert(ctx context.Context, p Principal, value []byte) (IDCert, error) {
 	if err := requireUser(p); err != nil {
 		return IDCert{}, err
 	}
-	if s.IsForeign(p) {
-		return IDCert{}, Errorf(ErrForbidden, "ID-Certs for %s are issued by its home server", p.FID)
+	if s.isForeign(p) {
+		raw, err := base64.StdEncoding.Strict().DecodeString(string(value))
+		if err != nil {
+			return IDCert{}, Errorf(ErrInvalidIDCert, "a foreign session sends its new ID-Cert from its home server, as standard Base64 with padding")
+		}
+		return s.recordForeignIDCert(ctx, p, raw)
 	}
+	return s.issueLocalIDCert(ctx, p, value)
+}
+
+// issueLocalIDCert certifies a local session's armored public key.
+func (s *Service) issueLocalIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
 	now := s.now()
 	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize})
 	if err != nil {

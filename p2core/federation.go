@@ -75,11 +75,11 @@ type homeKeyEntry struct {
 	fetched time.Time
 }
 
-// IsForeign reports whether p is a foreign user's principal: p.Home is set,
+// isForeign reports whether p is a foreign user's principal: p.Home is set,
 // or p's FID names a domain other than Config.Domain. Foreign principals
 // send ID-Certs, not public keys, to route 8, and may not issue federation
 // tokens.
-func (s *Service) IsForeign(p Principal) bool {
+func (s *Service) isForeign(p Principal) bool {
 	return p.Home != "" || !strings.EqualFold(p.FID.Domain(), s.cfg.Domain)
 }
 
@@ -218,7 +218,7 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	return token, sess, nil
 }
 
-// RecordForeignIDCert records a new ID-Cert for the caller's foreign
+// recordForeignIDCert records a new ID-Cert for the caller's foreign
 // session (the foreign form of route 8) and returns it as stored. The cert
 // must verify now against its home server's key (as in ForeignLogin),
 // certify the caller's FID, carry the same session-id notation as the
@@ -227,18 +227,7 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 // no older than the current cert. It supersedes the current cert and the
 // user's other sessions get CLIENT_KEY_CHANGE. Presenting the current cert
 // again returns it unchanged, with no event.
-//
-// Errors: ErrUnauthorized, ErrForbidden (a local principal), ErrNoIDCert
-// (the session has no cert to follow), ErrInvalidIDCert, ErrUnknownHome,
-// ErrHomeUnreachable, ErrNotFederated (no Config.Homes), ErrConflict (the
-// serial was recorded here before).
-func (s *Service) RecordForeignIDCert(ctx context.Context, p Principal, raw []byte) (IDCert, error) {
-	if err := requireUser(p); err != nil {
-		return IDCert{}, err
-	}
-	if !s.IsForeign(p) {
-		return IDCert{}, Errorf(ErrForbidden, "only foreign sessions present ID-Certs; local sessions send their public key")
-	}
+func (s *Service) recordForeignIDCert(ctx context.Context, p Principal, raw []byte) (IDCert, error) {
 	if s.cfg.Homes == nil {
 		return IDCert{}, Errorf(ErrNotFederated, "this server does not accept foreign users")
 	}

@@ -2,6 +2,7 @@ package p2core_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"sync"
 	"testing"
@@ -364,7 +365,7 @@ func TestForeignLoginConfig(t *testing.T) {
 	}
 }
 
-func TestRecordForeignIDCertRules(t *testing.T) {
+func TestRoute8RecordsForeignIDCertsByTheirRules(t *testing.T) {
 	f := newFed(t, nil)
 	alice := f.user(t, 1, "alice")
 	_, sess := f.login(t, alice)
@@ -372,20 +373,25 @@ func TestRecordForeignIDCertRules(t *testing.T) {
 	old := alice.cert
 	f.clock.Add(time.Second)
 	f.recertify(t, alice)
-	c, err := f.here.RecordForeignIDCert(ctx, p, alice.cert)
+	b64 := func(b []byte) []byte { return []byte(base64.StdEncoding.EncodeToString(b)) }
+	c, err := f.here.IssueIDCert(ctx, p, b64(alice.cert))
 	if err != nil || c.SessionID != sess.SessionID || c.UserID != sess.UserID {
 		t.Fatalf("new cert: %+v, %v", c, err)
 	}
-	if _, err := f.here.RecordForeignIDCert(ctx, p, old); !errors.Is(err, p2core.ErrInvalidIDCert) {
+	if _, err := f.here.IssueIDCert(ctx, p, b64(old)); !errors.Is(err, p2core.ErrInvalidIDCert) {
 		t.Fatalf("older cert: %v", err)
 	}
+	if _, err := f.here.IssueIDCert(ctx, p, alice.cert); !errors.Is(err, p2core.ErrInvalidIDCert) {
+		t.Fatalf("cert not in Base64: %v", err)
+	}
+	// A local principal's value is a public key: a cert is no key.
 	local := p2core.Principal{UserID: 5, FID: "dave@b.test", SessionID: "s"}
-	if _, err := f.here.RecordForeignIDCert(ctx, local, alice.cert); !errors.Is(err, p2core.ErrForbidden) {
+	if _, err := f.here.IssueIDCert(ctx, local, b64(alice.cert)); !errors.Is(err, p2core.ErrInvalidPublicKey) {
 		t.Fatalf("local principal: %v", err)
 	}
 	noCert := p
 	noCert.SessionID = "other"
-	if _, err := f.here.RecordForeignIDCert(ctx, noCert, alice.cert); !errors.Is(err, p2core.ErrNoIDCert) {
+	if _, err := f.here.IssueIDCert(ctx, noCert, b64(alice.cert)); !errors.Is(err, p2core.ErrNoIDCert) {
 		t.Fatalf("session without a cert: %v", err)
 	}
 }

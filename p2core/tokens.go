@@ -112,13 +112,13 @@ func (s *Service) newToken() (string, [32]byte, error) {
 // IssueFederationToken creates a one-time federation token for p to log in
 // to server (route 1). It returns the token text (shown once, stored only
 // as its SHA-256) and the stored record. Errors: ErrUnauthorized,
-// ErrForbidden (a foreign principal: see IsForeign), ErrInvalidServer,
+// ErrForbidden (a foreign principal: Principal.Home set, or a FID of another domain), ErrInvalidServer,
 // ErrNotFederated, ErrTokenGenerationDisabled.
 func (s *Service) IssueFederationToken(ctx context.Context, p Principal, server string) (string, FederationToken, error) {
 	if err := requireUser(p); err != nil {
 		return "", FederationToken{}, err
 	}
-	if s.IsForeign(p) {
+	if s.isForeign(p) {
 		return "", FederationToken{}, Errorf(ErrForbidden, "federation tokens for %s are issued by its home server", p.FID)
 	}
 	norm, err := NormalizeServerURL(server, s.cfg.AllowInsecureFederation)
