@@ -267,7 +267,7 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, value []byte) (I
 // issueLocalIDCert certifies a local session's armored public key.
 func (s *Service) issueLocalIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
 	now := s.now()
-	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize})
+	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize, ClockSkew: s.cfg.skew()})
 	if err != nil {
 		if errors.Is(err, idcert.ErrInvalidPublicKey) {
 			return IDCert{}, Errorf(ErrInvalidPublicKey, "%s", err.Error())

@@ -18,6 +18,7 @@ const (
 	DefaultMaxPublicKeySize         = 64 << 10
 	DefaultDomain                   = "localhost"
 	DefaultHomeKeyTTL               = 5 * time.Minute
+	DefaultClockSkew                = 5 * time.Minute
 )
 
 // FederationPolicy decides whether this server issues federation tokens
@@ -102,6 +103,17 @@ type Config struct {
 	// HomeKeyTTL bounds how long a home server's current key is cached
 	// before it is fetched again. Default 5 minutes.
 	HomeKeyTTL time.Duration
+	// ClockSkew is how far ahead of this server's clock a time that
+	// another party stamped with its own clock may be: a client key's
+	// creation time (route 8; such a key is certified as of its creation,
+	// so that GnuPG accepts the certification), a KeyPackage's not_before
+	// (routes 12, 13 and 16), and the issue time of an ID-Cert from a
+	// foreign user's home server (route 16 and a foreign session's route
+	// 8). Clients stamp these with now (go-mls sets not_before to now,
+	// GnuPG and RNP date a new key now), so a clock a little fast would
+	// otherwise be refused. A time further ahead is refused with a message
+	// naming the allowed skew. Default 5 minutes; negative allows none.
+	ClockSkew time.Duration
 	// ForeignUserIDs returns a candidate local user ID for a foreign FID
 	// seen for the first time; the Store keeps the mapping
 	// (SessionStore.UserIDForFID). It must never return an ID that is or
@@ -160,6 +172,9 @@ func (c Config) withDefaults() Config {
 	if c.HomeKeyTTL <= 0 {
 		c.HomeKeyTTL = DefaultHomeKeyTTL
 	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = DefaultClockSkew
+	}
 	if c.ForeignUserIDs == nil {
 		// crypto/rand, not c.Rand: a worker number is no secret, and a
 		// deterministic test Rand should feed tokens and keys only.
@@ -169,3 +184,6 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// skew is the clock skew allowed: ClockSkew, or none when it is negative.
+func (c Config) skew() time.Duration { return max(c.ClockSkew, 0) }

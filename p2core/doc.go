@@ -15,7 +15,7 @@
 //     database), storage/memstore (tests), or its own;
 //   - a Config: Domain is required, every other zero field is a documented
 //     default (token and ID-Cert lifetimes, KeyPackage caps, cipher
-//     suites, server key algorithm, Now, Logger, Events);
+//     suites, server key algorithm, clock skew, Now, Logger, Events);
 //   - an Authenticator (package httpadapter) that turns a request into the
 //     Principal making it, from the server's own sessions;
 //   - NewService(store, cfg), then httpadapter.New(svc, opts) mounted at

@@ -331,7 +331,15 @@ func (s *Service) verifyForeignCert(ctx context.Context, raw []byte, want FID) (
 		}
 		key = old
 	}
-	c, err := idcert.Verify(raw, key, s.now())
+	// A home whose clock runs ahead dates its certs in our future: up to
+	// the allowed skew, the cert is verified as of its issue time.
+	at := s.now()
+	if ahead := parsed.IssuedAt.Sub(at); ahead > s.cfg.skew() {
+		return nil, "", Errorf(ErrInvalidIDCert, "the ID-Cert was issued at %s, %s in the future of this server's clock: more than the allowed clock skew of %s", parsed.IssuedAt.UTC().Format(time.RFC3339), ahead, s.cfg.skew())
+	} else if ahead > 0 {
+		at = parsed.IssuedAt
+	}
+	c, err := idcert.Verify(raw, key, at)
 	if err != nil {
 		return nil, "", Errorf(ErrInvalidIDCert, "%s", err.Error())
 	}

@@ -27,7 +27,7 @@ type LowKeyPackagesPayload struct {
 }
 
 func (s *Service) mlsOptions() mls.Options {
-	return mls.Options{Now: s.cfg.Now, MaxLifetime: s.cfg.MaxKeyPackageLifetime, CipherSuites: s.cfg.CipherSuites}
+	return mls.Options{Now: s.cfg.Now, MaxLifetime: s.cfg.MaxKeyPackageLifetime, CipherSuites: s.cfg.CipherSuites, ClockSkew: s.cfg.skew()}
 }
 
 // currentSignatureKey returns the MLS signature key certified by the
@@ -40,7 +40,9 @@ func (s *Service) currentSignatureKey(ctx context.Context, p Principal) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("load ID-Cert: %w", err)
 	}
-	if !c.ValidAt(s.now()) {
+	// A cert dated up to the clock skew ahead (a key from a fast client
+	// clock is certified as of its creation) counts as current.
+	if now := s.now(); !c.ValidAt(now) && !c.ValidAt(now.Add(s.cfg.skew())) {
 		return nil, Errorf(ErrNoIDCert, "this session's ID-Cert has expired; get a new one at POST /p2core/key/user/@me")
 	}
 	if len(c.SignatureKey) == 0 {

@@ -39,6 +39,8 @@ type IssueParams struct {
 	// server. The zero UUID means a fresh UUIDv7.
 	Serial uuid.UUID
 	// Now is the issue time, truncated to the second. Zero means time.Now().
+	// A client key created after Now (see Policy.ClockSkew) is certified
+	// as of its creation time instead.
 	Now time.Time
 	// Lifetime is how long the certificate is valid. 0 means
 	// DefaultCertLifetime (30 days). The expiry is clamped so that it never
@@ -127,6 +129,12 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 	}
 	if now.Before(server.created) {
 		return nil, fail(ErrInvalidServerKey, "the server key was created at %s, after the issue time %s", server.created.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	// A client key from a clock running ahead (ParseClientKey's
+	// Policy.ClockSkew) is certified as of its creation: GnuPG refuses a
+	// certification older than the key it certifies.
+	if created := client.entity.PrimaryKey.CreationTime.UTC(); now.Before(created) {
+		now = created
 	}
 	expires := now.Add(lifetime)
 	if !server.expires.IsZero() {

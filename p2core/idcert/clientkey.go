@@ -77,6 +77,13 @@ type Policy struct {
 	// MinRSABits is the smallest RSA modulus accepted when KeyRSA is
 	// allowed. 0 means DefaultMinRSABits (2048).
 	MinRSABits int
+	// ClockSkew is how far after now the key's creation time may be:
+	// clients stamp a new key with their own clock (GnuPG and RNP use
+	// now), so one running a little fast would otherwise be refused. Such
+	// a key, with its self-signatures, is checked as of now + ClockSkew.
+	// Zero or negative allows none. p2core passes its Config.ClockSkew
+	// (default 5 minutes).
+	ClockSkew time.Duration
 }
 
 // ClientKey is a client's public key that passed the checks of route 8,
@@ -102,6 +109,9 @@ type ClientKey struct {
 //     or private key packets inside a public block, are refused as such);
 //   - it holds exactly one key, whose packets all belong in a public key;
 //   - the primary key's algorithm is allowed by pol;
+//   - the key was not created after now + pol.ClockSkew; one created after
+//     now (by a client whose clock runs ahead) is judged as of now +
+//     pol.ClockSkew in the checks below;
 //   - the key is neither revoked nor expired at now, and has a valid
 //     self-signature at now;
 //   - one of its User IDs is exactly "alice@example.com" or
@@ -162,7 +172,13 @@ func ParseClientKey(armored []byte, fid string, now time.Time, pol Policy) (k *C
 
 	cfg := clientKeyConfig()
 	if created := e.PrimaryKey.CreationTime; created.Unix() > now.Unix() {
-		return nil, fail(ErrInvalidPublicKey, "the key claims to be created at %s, in the future (check the clock)", created.UTC().Format(time.RFC3339))
+		skew := max(pol.ClockSkew, 0).Truncate(time.Second)
+		if ahead := time.Duration(created.Unix()-now.Unix()) * time.Second; ahead > skew {
+			return nil, fail(ErrInvalidPublicKey, "the key claims to be created at %s, %s in the future of this server's clock (%s): more than the allowed clock skew of %s (check the clock)", created.UTC().Format(time.RFC3339), ahead, now.UTC().Format(time.RFC3339), skew)
+		}
+		// A key from a clock running ahead: its self-signatures carry
+		// that clock's time too, so the key is judged as of then.
+		now = now.Add(skew)
 	}
 	if e.Revoked(now) {
 		return nil, fail(ErrInvalidPublicKey, "the key is revoked")

@@ -330,3 +330,42 @@ func TestParseClientKeyAcceptsOrdinaryNames(t *testing.T) {
 		}
 	}
 }
+
+// A client whose clock runs ahead makes a key "created" in this server's
+// future. ParseClientKey accepts it up to Policy.ClockSkew ahead (its
+// self-signatures carry the same future time), refuses it one second past
+// with a message naming the skew, and Issue dates the certification at
+// the key's creation so that the cert verifies once that time has come.
+func TestParseClientKeyToleratesClockSkew(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	skew := 2 * time.Minute
+	ahead30 := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: now.Add(30 * time.Second)})
+	k, err := ParseClientKey(armoredPublic(t, ahead30), "alice@example.com", now, Policy{ClockSkew: skew})
+	if err != nil {
+		t.Fatalf("key created 30 s ahead, skew %s: %v", skew, err)
+	}
+	if _, err := ParseClientKey(armoredPublic(t, ahead30), "alice@example.com", now, Policy{}); err == nil || !strings.Contains(err.Error(), "allowed clock skew of 0s") {
+		t.Errorf("key created 30 s ahead, no skew: err = %v, want a refusal naming the skew 0s", err)
+	}
+	atEdge := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: now.Add(skew)})
+	if _, err := ParseClientKey(armoredPublic(t, atEdge), "alice@example.com", now, Policy{ClockSkew: skew}); err != nil {
+		t.Errorf("key created exactly %s ahead, skew %s: %v", skew, skew, err)
+	}
+	past := newEntity(t, keySpec{name: "Alice", email: "alice@example.com", created: now.Add(skew + time.Second)})
+	_, err = ParseClientKey(armoredPublic(t, past), "alice@example.com", now, Policy{ClockSkew: skew})
+	if !errors.Is(err, ErrInvalidPublicKey) || !strings.Contains(err.Error(), "2m1s in the future") || !strings.Contains(err.Error(), "allowed clock skew of 2m0s") {
+		t.Errorf("key created 1 s past the skew: err = %v, want ErrInvalidPublicKey naming 2m1s and the skew 2m0s", err)
+	}
+
+	server := testServerKey(t, Ed25519Legacy)
+	c, err := Issue(server, k, IssueParams{SessionID: "s1", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(30 * time.Second); !c.IssuedAt.Equal(want) {
+		t.Errorf("certification dated %s, want the key's creation %s", c.IssuedAt, want)
+	}
+	if _, err := Verify(c.Raw, server, now.Add(30*time.Second)); err != nil {
+		t.Errorf("cert does not verify at the key's creation time: %v", err)
+	}
+}

@@ -23,6 +23,11 @@ type Options struct {
 	// 9420's suites 1 to 7. Identifiers this package does not implement
 	// are never accepted, even if listed.
 	CipherSuites []uint16
+	// ClockSkew is how far after now not_before may be: clients stamp it
+	// with their own clock (go-mls sets it to exactly now), so one running
+	// a little fast would otherwise be refused. Zero or negative allows
+	// none. p2core passes its Config.ClockSkew (default 5 minutes).
+	ClockSkew time.Duration
 }
 
 // Labels of the two SignWithLabel signatures in a KeyPackage.
@@ -54,8 +59,8 @@ func Validate(kp *KeyPackage, opts Options) error {
 //   - init_key and leaf_node.encryption_key are valid HPKE public keys of
 //     the suite (size, and curve membership for the NIST suites), and
 //     differ; leaf_node.signature_key is a valid key of the suite;
-//   - the lifetime is current (not_before <= now <= not_after) and not
-//     longer than the cap of opts;
+//   - the lifetime is current (not_before <= now + opts.ClockSkew,
+//     now <= not_after) and not longer than the cap of opts;
 //   - the credential type is listed in capabilities.credentials;
 //   - neither the leaf's nor the KeyPackage's extensions repeat a type;
 //   - every extension type used, in the leaf or the KeyPackage, is listed
@@ -179,8 +184,9 @@ func checkLifetime(notBefore, notAfter uint64, opts Options) error {
 	}
 	now := nowFn()
 	sec := now.Unix()
-	if sec < 0 || uint64(sec) < notBefore {
-		return invalid("leaf_node.lifetime", fmt.Sprintf("not yet valid: not_before %s is after now %s", fmtUnix(notBefore), now.UTC().Format(time.RFC3339)))
+	skew := max(opts.ClockSkew, 0)
+	if sec < 0 || uint64(sec)+uint64(skew/time.Second) < notBefore {
+		return invalid("leaf_node.lifetime", fmt.Sprintf("not yet valid: not_before %s is after now %s by more than the allowed clock skew of %s", fmtUnix(notBefore), now.UTC().Format(time.RFC3339), skew))
 	}
 	if uint64(sec) > notAfter {
 		return invalid("leaf_node.lifetime", fmt.Sprintf("expired: not_after %s is before now %s", fmtUnix(notAfter), now.UTC().Format(time.RFC3339)))

@@ -372,3 +372,26 @@ func TestVerifyCostWeighsSlowSuitesMore(t *testing.T) {
 		t.Fatal("an unknown suite must cost 1: Check refuses it before any signature")
 	}
 }
+
+// A client whose clock runs ahead stamps not_before in this server's
+// future: Check accepts it up to Options.ClockSkew ahead and refuses it
+// one second past, naming the allowed skew.
+func TestCheckToleratesClockSkewOnNotBefore(t *testing.T) {
+	kp := decodeVector(t, oneVectorPerSuite(t)[0])
+	const now = 1_700_000_000
+	ahead := func(d int64) *mls.KeyPackage {
+		return remarshal(t, kp, func(c *mls.KeyPackage) { c.NotBefore, c.NotAfter = uint64(now+d), uint64(now+d+3600) })
+	}
+	opts := func(skew time.Duration) mls.Options {
+		return mls.Options{Now: func() time.Time { return time.Unix(now, 0) }, ClockSkew: skew}
+	}
+	if err := mls.Check(ahead(30), opts(5*time.Minute)); err != nil {
+		t.Errorf("not_before 30 s ahead, skew 5m: %v", err)
+	}
+	if err := mls.Check(ahead(300), opts(5*time.Minute)); err != nil {
+		t.Errorf("not_before exactly 5m ahead, skew 5m: %v", err)
+	}
+	wantInvalid(t, "1 s past the skew", mls.Check(ahead(301), opts(5*time.Minute)), "leaf_node.lifetime: not yet valid", "by more than the allowed clock skew of 5m0s")
+	wantInvalid(t, "no skew", mls.Check(ahead(1), opts(0)), "by more than the allowed clock skew of 0s")
+	wantInvalid(t, "negative skew", mls.Check(ahead(1), opts(-time.Minute)), "allowed clock skew of 0s")
+}
