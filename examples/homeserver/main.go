@@ -9,6 +9,12 @@
 // calling session), GET /sessions, DELETE /sessions (ends them all), and
 // GET /events (Server-Sent Events of the calling session).
 //
+// The web client is at / (web/, embedded). Its demo routes, outside p2kit's
+// packages (demo.go): POST /events/ticket (a one-time ticket for
+// GET /events?ticket=..., since EventSource cannot send a bearer token),
+// POST /demo/relay/{user_id} (a JSON object delivered to that user's
+// sessions as a DEMO_RELAY event) and GET /demo/users/{username}.
+//
 // Flags:
 //
 //	-addr ADDR             listen address (default 127.0.0.1:8080)

@@ -214,7 +214,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: a.accounts.isAdmin}
 	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Disabled: c.noLimits}})
 	a.mux.Handle("/p2core/", api)
-	a.mux.Handle("/events", api.EventStream(events))
+	a.routeDemo(auth, api.EventStream(events)) // the web client at /, /events (bearer or ticket), /demo/
 	a.mux.HandleFunc("POST /register", a.register)
 	a.mux.HandleFunc("POST /login", a.login)
 	a.mux.Handle("POST /logout", a.withSession(auth, a.logout))

@@ -255,6 +255,12 @@ func listen(t *testing.T, s *testServer, token, lastID string) *sse {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
+	return stream(t, req, cancel)
+}
+
+// stream reads Server-Sent Events from the answer to req; cancel ends it.
+func stream(t *testing.T, req *http.Request, cancel context.CancelFunc) *sse {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
