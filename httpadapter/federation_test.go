@@ -117,6 +117,7 @@ func (s *fedServer) traveller(id p2core.UserID, name string) *traveller {
 	}
 	b := mlstest.NewEd25519(k.Signer)
 	b.Now = s.clock.Now
+	b.Identity = []byte(u.fid)
 	return &traveller{user: u, cert: cert, kp: b}
 }
 
@@ -359,6 +360,11 @@ func TestForeignLoginRefusesBadKeyPackagesBeforeSpendingTheToken(t *testing.T) {
 	apiErr(t, err, 400, "P2CORE_INVALID_KEYPACKAGE")
 	_, err = b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert, LastResort: []byte{0, 1, 0, 5}})
 	apiErr(t, err, 400, "P2CORE_INVALID_KEYPACKAGE")
+	// Alice's key, but a credential naming bob.
+	forged := *alice.kp
+	forged.Identity = []byte("bob@a.localhost")
+	_, err = b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert, KeyPackages: build(t, &forged, 1)})
+	apiErr(t, err, 400, "P2CORE_INVALID_KEYPACKAGE")
 	if _, err := b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert, KeyPackages: build(t, alice.kp, 1)}); err != nil {
 		t.Fatalf("token burnt by refused KeyPackages: %v", err)
 	}
@@ -467,6 +473,7 @@ func TestForeignSessionPresentsNewIDCert(t *testing.T) {
 	// KeyPackages now bind to the new key, not the old one.
 	b2 := mlstest.NewEd25519(k2.Signer)
 	b2.Now = b.clock.Now
+	b2.Identity = alice.kp.Identity
 	if err := aliceB.UploadKeyPackages(ctx, build(t, b2, 1)); err != nil {
 		t.Fatal(err)
 	}

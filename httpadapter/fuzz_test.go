@@ -108,6 +108,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	}
 	b := mlstest.NewEd25519(key.Signer)
 	b.Now = clock
+	b.Identity = []byte("alice@home.test")
 	kps := make([]string, 3)
 	for i := range kps {
 		kp, err := b.Build()
@@ -148,7 +149,9 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	}
 	bobKPs := make([]string, 2)
 	for i := range bobKPs {
-		kp, err := mlstest.NewEd25519(bobKey.Signer).Build()
+		kb := mlstest.NewEd25519(bobKey.Signer)
+		kb.Identity = []byte("bob@other.test")
+		kp, err := kb.Build()
 		if err != nil {
 			f.Fatal(err)
 		}

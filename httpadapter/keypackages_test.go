@@ -3,10 +3,13 @@ package httpadapter_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/p2core/mls"
 	"github.com/p2kit/p2kit/p2core/mls/mlstest"
 )
 
@@ -20,6 +23,7 @@ func certified(t *testing.T, e *env, u *user) *mlstest.Builder {
 	}
 	b := mlstest.NewEd25519(k.Signer)
 	b.Now = e.clock.Now
+	b.Identity = []byte(u.fid)
 	return b
 }
 
@@ -174,5 +178,59 @@ func TestKeyPackageCapPerSession(t *testing.T) {
 	apiErr(t, err, 409, "P2CORE_TOO_MANY_KEYPACKAGES")
 	if st, _ := alice.c.KeyPackageStatus(ctx); st.Available != 1000 {
 		t.Fatalf("available %d, want 1000", st.Available)
+	}
+}
+
+func TestKeyPackageCredentialMustNameTheSessionsFID(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.login(102, "bob", false)
+	b := certified(t, e, bob)
+	for _, identity := range []string{"alice@home.test", "bob@home.test.evil", "bob", "", "\u212aob@home.test"} {
+		forged := *b
+		forged.Identity = []byte(identity)
+		kp := build(t, &forged, 1)
+		err := bob.c.UploadKeyPackages(ctx, kp)
+		apiErr(t, err, 400, "P2CORE_INVALID_KEYPACKAGE")
+		if !strings.Contains(err.Error(), "credential") || !strings.Contains(err.Error(), "bob@home.test") {
+			t.Errorf("identity %q: message %q does not say what the credential must name", identity, err)
+		}
+		apiErr(t, bob.c.SetLastResort(ctx, kp[0]), 400, "P2CORE_INVALID_KEYPACKAGE")
+	}
+	if st, _ := bob.c.KeyPackageStatus(ctx); st.Available != 0 || st.LastResort {
+		t.Fatalf("refused KeyPackages were stored: %+v", st)
+	}
+	// FIDs are case-insensitive, and so is the comparison.
+	upper := *b
+	upper.Identity = []byte("BOB@Home.Test")
+	if err := bob.c.UploadKeyPackages(ctx, build(t, &upper, 1)); err != nil {
+		t.Fatalf("identity in another case: %v", err)
+	}
+}
+
+func TestKeyPackageCredentialCheckIsConfigurable(t *testing.T) {
+	var asked []string
+	e := newEnv(t, func(c *p2core.Config) {
+		c.KeyPackageCredential = func(fid p2core.FID, cred mls.Credential) error {
+			asked = append(asked, string(fid)+" "+string(cred.Identity))
+			if string(cred.Identity) == "user-102" {
+				return nil
+			}
+			return errors.New("the identity must be user-<id>")
+		}
+	})
+	bob := e.login(102, "bob", false)
+	b := certified(t, e, bob)
+	b.Identity = []byte("user-102")
+	if err := bob.c.UploadKeyPackages(ctx, build(t, b, 1)); err != nil {
+		t.Fatalf("the embedder's scheme: %v", err)
+	}
+	b.Identity = []byte("bob@home.test")
+	err := bob.c.UploadKeyPackages(ctx, build(t, b, 1))
+	apiErr(t, err, 400, "P2CORE_INVALID_KEYPACKAGE")
+	if !strings.Contains(err.Error(), "user-<id>") {
+		t.Errorf("message %q does not carry the embedder's reason", err)
+	}
+	if len(asked) != 2 || asked[0] != "bob@home.test user-102" {
+		t.Fatalf("the check was called with %q", asked)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/p2kit/p2kit/p2core/mls"
 )
 
 // Defaults used when the matching Config field is zero.
@@ -122,6 +124,15 @@ type Config struct {
 	// concurrent use. Default: a Snowflakes generator with a random worker
 	// number.
 	ForeignUserIDs func() UserID
+	// KeyPackageCredential checks the MLS credential of every KeyPackage
+	// a session uploads (routes 12 and 13, and route 16 for the new
+	// foreign session) against that session's FID; an error refuses the
+	// KeyPackage with ErrInvalidKeyPackage, its text as the reason.
+	// Default SameFIDCredential: a basic credential must name the FID.
+	// Embedders with another identity scheme pass their own check;
+	// func(FID, mls.Credential) error { return nil } accepts every
+	// credential.
+	KeyPackageCredential func(fid FID, c mls.Credential) error
 }
 
 func (c Config) withDefaults() Config {
@@ -174,6 +185,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
+	}
+	if c.KeyPackageCredential == nil {
+		c.KeyPackageCredential = SameFIDCredential
 	}
 	if c.ForeignUserIDs == nil {
 		// crypto/rand, not c.Rand: a worker number is no secret, and a

@@ -137,12 +137,12 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 		}
 		kps = make([]KeyPackage, len(req.KeyPackages))
 		for i, data := range req.KeyPackages {
-			if kps[i], err = s.checkKeyPackage(Principal{}, data, cert.MLSSignatureKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+			if kps[i], err = s.checkKeyPackage(Principal{FID: fid}, data, cert.MLSSignatureKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
 				return "", Session{}, err
 			}
 		}
 		if req.LastResort != nil {
-			k, err := s.checkKeyPackage(Principal{}, req.LastResort, cert.MLSSignatureKey, "last-resort KeyPackage")
+			k, err := s.checkKeyPackage(Principal{FID: fid}, req.LastResort, cert.MLSSignatureKey, "last-resort KeyPackage")
 			if err != nil {
 				return "", Session{}, err
 			}

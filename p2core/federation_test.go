@@ -242,6 +242,7 @@ func TestForeignLoginChecksEverythingBeforeRedeeming(t *testing.T) {
 	alice, bob := f.user(t, 1, "alice"), f.user(t, 2, "bob")
 	kb := mlstest.NewEd25519(bob.key.Signer)
 	kb.Now = f.clock.Now
+	kb.Identity = []byte(bob.p.FID)
 	bobsKP, err := kb.Build()
 	if err != nil {
 		t.Fatal(err)
@@ -292,6 +293,7 @@ func TestForeignLoginUndoesTheSessionWhenStoringFails(t *testing.T) {
 	alice := f.user(t, 1, "alice")
 	b := mlstest.NewEd25519(alice.key.Signer)
 	b.Now = f.clock.Now
+	b.Identity = []byte(alice.p.FID)
 	kp, err := b.Build()
 	if err != nil {
 		t.Fatal(err)

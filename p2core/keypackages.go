@@ -51,6 +51,43 @@ func (s *Service) currentSignatureKey(ctx context.Context, p Principal) ([]byte,
 	return c.SignatureKey, nil
 }
 
+// SameFIDCredential is the default Config.KeyPackageCredential: a basic
+// credential's identity must be fid, compared ASCII case-insensitively as
+// FIDs are (so no Unicode look-alike passes), because a KeyPackage is
+// handed out as the key of the session that uploaded it and a client adding
+// it to a group shows that identity. An x509 credential is accepted: its
+// chain is for the group's members to check.
+func SameFIDCredential(fid FID, c mls.Credential) error {
+	if c.Type != mls.CredentialBasic {
+		return nil
+	}
+	if !asciiEqualFold(c.Identity, string(fid)) {
+		return fmt.Errorf("the basic credential's identity %q is not this session's federation ID %s", truncate(string(c.Identity), 64), fid)
+	}
+	return nil
+}
+
+// asciiEqualFold reports whether b and s are equal when ASCII letters are
+// folded to lower case; any other byte must match exactly.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // checkKeyPackage decodes and validates one uploaded KeyPackage for p.
 // what names it in error messages.
 func (s *Service) checkKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, error) {
@@ -60,6 +97,9 @@ func (s *Service) checkKeyPackage(p Principal, data []byte, sigKey []byte, what 
 	}
 	if !bytes.Equal(kp.SignatureKey, sigKey) {
 		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.signature_key is not the key certified by this session's ID-Cert", what)
+	}
+	if err := s.cfg.KeyPackageCredential(p.FID, kp.Credential); err != nil {
+		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.credential: %s", what, err.Error())
 	}
 	ref, err := kp.Ref()
 	if err != nil {

@@ -66,6 +66,7 @@ func demo(ctx context.Context, out io.Writer, a, b *server) error {
 
 	// alice, visiting B.
 	kps := mlstest.NewEd25519(key.Signer)
+	kps.Identity = []byte(sessA.FID) // the credential names the session's FID
 	atLogin, err := buildKeyPackages(kps, 2)
 	if err != nil {
 		return err

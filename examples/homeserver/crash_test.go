@@ -353,6 +353,7 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 		builders[i] = mlstest.NewEd25519(u.key.Signer)
+		builders[i].Identity = []byte(u.name + "@home.test")
 		lr, err := builders[i].Build()
 		if err != nil {
 			t.Fatal(err)

@@ -46,6 +46,7 @@ func TestSixtyFourConcurrentClaimersGetEachKeyPackageOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := mlstest.NewEd25519(key.Signer)
+	b.Identity = []byte("alice@home.test")
 	const total = 1000
 	uploaded := map[string]bool{}
 	for i := 0; i < total/100; i++ {
@@ -126,7 +127,9 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if _, err := client(s, a).IssueIDCert(ctx, key.Armored); err != nil {
 		t.Fatal(err)
 	}
-	kp, _ := mlstest.NewEd25519(key.Signer).Build()
+	kb := mlstest.NewEd25519(key.Signer)
+	kb.Identity = []byte("alice@home.test")
+	kp, _ := kb.Build()
 	if err := client(s, a).UploadKeyPackages(ctx, [][]byte{kp}); err != nil {
 		t.Fatal(err)
 	}

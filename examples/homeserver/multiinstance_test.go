@@ -91,6 +91,7 @@ func TestMultiInstanceOnOnePostgresHandsOutEachKeyPackageOnceAndRedeemsOnce(t *t
 		t.Fatalf("IssueIDCert: %v", err)
 	}
 	builder := mlstest.NewEd25519(key.Signer)
+	builder.Identity = []byte("alice@home.test")
 	uploaded := map[string]bool{}
 	var batch [][]byte
 	for i := range miKeyPackages {

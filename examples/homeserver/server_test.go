@@ -196,7 +196,9 @@ func TestStoreFileHoldsNoTokenInClearAndSurvivesRestart(t *testing.T) {
 	if _, err := client(s, a).IssueIDCert(ctx, key.Armored); err != nil {
 		t.Fatal(err)
 	}
-	kp, err := mlstest.NewEd25519(key.Signer).Build()
+	kb := mlstest.NewEd25519(key.Signer)
+	kb.Identity = []byte("alice@home.test")
+	kp, err := kb.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +345,9 @@ func TestEventsReachSessions(t *testing.T) {
 	if _, err := client(s, a1).IssueIDCert(ctx, key1.Armored); err != nil {
 		t.Fatal(err)
 	}
-	kp, _ := mlstest.NewEd25519(key1.Signer).Build()
+	kb := mlstest.NewEd25519(key1.Signer)
+	kb.Identity = []byte("alice@home.test")
+	kp, _ := kb.Build()
 	if err := client(s, a1).UploadKeyPackages(ctx, [][]byte{kp}); err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +412,7 @@ func TestLogoutRevokesTokenAndKeyPackagesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := mlstest.NewEd25519(key.Signer)
+	b.Identity = []byte("alice@home.test")
 	kp, _ := b.Build()
 	lr, _ := b.Build()
 	if err := client(s, a1).UploadKeyPackages(ctx, [][]byte{kp}); err != nil {

@@ -180,6 +180,7 @@ func seedStore(ctx context.Context, path string, users, perUser int, progress fu
 			return err
 		}
 		b := mlstest.NewEd25519(key.Signer)
+		b.Identity = []byte(fid)
 		now := time.Now().UTC()
 		kps := make([]p2core.KeyPackage, perUser)
 		for j := range kps {

@@ -85,6 +85,14 @@ func (e *env) newActor(ctx context.Context) (*actor, error) {
 	return &actor{name: name, sess: sess, auth: "Bearer " + sess.Token, key: key, keyBody: mustJSON(key.Armored)}, nil
 }
 
+// keyPackages returns a KeyPackage builder for the actor: signed with its
+// key, its credential naming its session's FID.
+func (a *actor) keyPackages() *mlstest.Builder {
+	b := mlstest.NewEd25519(a.key.Signer)
+	b.Identity = []byte(a.sess.FID)
+	return b
+}
+
 // newActors makes n actors, several at a time.
 func (e *env) newActors(ctx context.Context, n int) ([]*actor, error) {
 	out := make([]*actor, n)
@@ -231,7 +239,7 @@ func (e *env) prepareClaim(ctx context.Context, need int) error {
 			if err := e.certify(ctx, a); err != nil {
 				return err
 			}
-			p.targets = append(p.targets, &claimTarget{a: a, b: mlstest.NewEd25519(a.key.Signer),
+			p.targets = append(p.targets, &claimTarget{a: a, b: a.keyPackages(),
 				url: e.base + "/p2core/keypackage/" + a.sess.UserID.String()})
 		}
 	}
@@ -339,7 +347,7 @@ func (e *env) prepareUpload(ctx context.Context, need int) error {
 			if err := e.certify(ctx, a); err != nil {
 				return err
 			}
-			o := &uploadOwner{a: a, b: mlstest.NewEd25519(a.key.Signer)}
+			o := &uploadOwner{a: a, b: a.keyPackages()}
 			p.owners = append(p.owners, o)
 			k := min(add, perOwner)
 			jobs = append(jobs, job{o, k, 0})
