@@ -56,6 +56,7 @@ func TestDefaultClockSkewAcceptsAClientClock30sAhead(t *testing.T) {
 		t.Errorf("ID-Cert issued at %s, want the key's creation %s (GnuPG refuses certifications older than the key)", cert.IssuedAt, client)
 	}
 	b := mlstest.NewEd25519(key.Signer)
+	b.Identity = []byte(p.FID)
 	b.NotBefore, b.NotAfter = client, client.Add(24*time.Hour)
 	kp, err := b.Build()
 	if err != nil {
@@ -99,6 +100,7 @@ func TestClockSkewRefusesOneSecondPastTheConfiguredSkew(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := mlstest.NewEd25519(key.Signer)
+		b.Identity = []byte(p.FID)
 		b.NotBefore, b.NotAfter = now.Add(c.ahead), now.Add(24*time.Hour)
 		kp, err := b.Build()
 		if err != nil {
