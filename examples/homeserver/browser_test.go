@@ -50,6 +50,7 @@ func findBrowser(t *testing.T) string {
 type page struct {
 	t    *testing.T
 	name string
+	fid  string // after logging in
 	ctx  context.Context
 
 	mu  sync.Mutex
@@ -146,7 +147,14 @@ func (p *page) mustOK(button, status string) string {
 // message each way through the demo relay.
 func TestBrowserWebClient(t *testing.T) {
 	chromium := findBrowser(t)
-	srv := startServer(t, t.TempDir())
+	// P2KIT_WEBCLIENT_URL drives a server that is already running, such as
+	// go run ./examples/homeserver, with fresh usernames.
+	url, suffix := os.Getenv("P2KIT_WEBCLIENT_URL"), ""
+	if url == "" {
+		url = startServer(t, t.TempDir()).url
+	} else {
+		suffix = fmt.Sprintf("-%d", time.Now().UnixNano()%1_000_000)
+	}
 
 	profile := t.TempDir()
 	opts := []chromedp.ExecAllocatorOption{
@@ -198,16 +206,17 @@ func TestBrowserWebClient(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		p.do(chromedp.Navigate(srv.url + "/"))
+		p.do(chromedp.Navigate(url + "/"))
 		p.poll(`document.body.dataset.ready === "1"`)
 		return p
 	}
-	alice, bob := open("alice"), open("bob")
+	alice, bob := open("alice"+suffix), open("bob"+suffix)
 
 	for _, p := range []*page{alice, bob} {
 		p.set("username", p.name)
 		p.set("password", "correct horse "+p.name)
 		p.mustOK("b-register", "st-account")
+		p.fid, _, _ = strings.Cut(p.text("who"), " ")
 	}
 
 	// A KeyPackage upload before the session has an ID-Cert: the server's
@@ -219,7 +228,7 @@ func TestBrowserWebClient(t *testing.T) {
 	}
 	t.Logf("alice: refused as expected: %s", text)
 
-	serverFpr := serverFingerprint(t, srv.url)
+	serverFpr := serverFingerprint(t, url)
 	for _, p := range []*page{alice, bob} {
 		if p != alice {
 			p.mustOK("b-genkey", "st-key")
@@ -244,11 +253,11 @@ func TestBrowserWebClient(t *testing.T) {
 
 	// Route 1: the token the page shows is real (route 7 redeems it once).
 	bob.mustOK("b-token", "st-token")
-	redeem(t, srv.url, bob.text("token"), "bob@home.test")
+	redeem(t, url, bob.text("token"), bob.fid)
 	bob.poll(`document.querySelector('#event-log li[data-type="FEDERATION_TOKEN_ISSUED"]') !== null`)
 
 	// bob claims alice's KeyPackage, checked against her ID-Certs in the page.
-	bob.set("peer", "alice")
+	bob.set("peer", alice.name)
 	bob.mustOK("b-lookup", "st-peer")
 	if got := bob.mustOK("b-claim", "st-peer"); !strings.Contains(got, "Claimed 1 KeyPackage") {
 		t.Fatalf("bob: claim: %q", got)
@@ -268,13 +277,13 @@ func TestBrowserWebClient(t *testing.T) {
 	bob.set("message", "hello alice, from bob")
 	bob.mustOK("b-send", "st-group")
 	got := alice.poll(`(() => { const m = document.querySelector("#messages li.theirs"); return m && m.textContent; })()`)
-	if got != "bob@home.testhello alice, from bob" {
+	if got != bob.fid+"hello alice, from bob" {
 		t.Fatalf("alice decrypted %q", got)
 	}
 	alice.set("message", "hi bob")
 	alice.mustOK("b-send", "st-group")
 	got = bob.poll(`(() => { const m = document.querySelector("#messages li.theirs"); return m && m.textContent; })()`)
-	if got != "alice@home.testhi bob" {
+	if got != alice.fid+"hi bob" {
 		t.Fatalf("bob decrypted %q", got)
 	}
 
@@ -299,6 +308,17 @@ func TestBrowserWebClient(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(shots, p.name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The page on a phone-sized screen.
+	alice.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	ctx, cancel := context.WithTimeout(alice.ctx, browserStep)
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(shots, "alice-phone.png"), png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("screenshots of both pages in %s", shots)
 	fmt.Fprintf(os.Stderr, "browser test: screenshots of both pages in %s\n", shots)

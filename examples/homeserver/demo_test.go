@@ -114,6 +114,18 @@ func TestDemoRelayDeliversToTheUsersSessionsOnly(t *testing.T) {
 			t.Errorf("relay body of %d bytes: %d %s, want %d", len(body), status, out, want)
 		}
 	}
+	for name, want := range map[string]int{"nobody": 404, "Bad%20Name": 400} {
+		req, _ := http.NewRequest("GET", s.url+"/demo/users/"+name, nil)
+		req.Header.Set("Authorization", "Bearer "+b.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("look-up of %q: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
 	if status, _ := post(t, s.url+"/demo/relay/0", b.Token, map[string]string{}); status != 400 {
 		t.Errorf("relay to user 0: %d, want 400", status)
 	}
