@@ -5,11 +5,17 @@ package httpadapter_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/p2core/broker"
+	"github.com/p2kit/p2kit/p2core/mls"
 )
 
 // TestVictimHearsOfIntruderAfterTenThousandClaims: an intruder logs in as
@@ -64,5 +70,148 @@ func drainNow(ch <-chan broker.Delivery) []broker.Delivery {
 		default:
 			return out
 		}
+	}
+}
+
+// TestFreshSessionsGetNoMoreClaimsThanOne: with the default limits, one
+// requester claims against a victim with 200 KeyPackages until refused,
+// then logs in ten more times. The fresh sessions get no claim at all
+// (before, limits were per session and ten logins drained all 200).
+func TestFreshSessionsGetNoMoreClaimsThanOne(t *testing.T) {
+	frozen := &clock{t: time.Unix(1000, 0)}
+	e := newEnvOpts(t, nil, httpadapter.Options{Limiter: httpadapter.NewTokenBuckets(frozen.Now)})
+	victim := e.login(101, "alice", false)
+	b := certified(t, e, victim)
+	vp := p2core.Principal{UserID: victim.id, FID: victim.fid, SessionID: victim.session}
+	for range 2 {
+		if err := e.svc.UploadKeyPackages(ctx, vp, build(t, b, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimUntilRefused := func(u *user) int {
+		n := 0
+		for {
+			got, err := u.c.ClaimKeyPackages(ctx, victim.id, 0)
+			if err != nil {
+				apiErr(t, err, 429, "P2CORE_RATE_LIMITED")
+				return n
+			}
+			n += len(got)
+		}
+	}
+	one := claimUntilRefused(e.login(102, "bob", false))
+	if one == 0 || one >= 200 {
+		t.Fatalf("one session claimed %d of 200", one)
+	}
+	more := 0
+	for range 10 {
+		more += claimUntilRefused(e.login(102, "bob", false))
+	}
+	if more != 0 {
+		t.Fatalf("ten fresh sessions of the same requester claimed %d more after the first's %d", more, one)
+	}
+	if st, err := e.svc.KeyPackageStatus(ctx, vp); err != nil || st.Available != 200-one {
+		t.Fatalf("victim has %d left (%v), want %d", st.Available, err, 200-one)
+	}
+}
+
+// countingLimiter is a Limiter that admits everything and sums the units
+// charged per key prefix (the part before ':'), so tests count the work a
+// request was charged for.
+type countingLimiter struct {
+	mu    sync.Mutex
+	units map[string]int
+	inner httpadapter.Limiter
+}
+
+func newCountingLimiter(inner httpadapter.Limiter) *countingLimiter {
+	return &countingLimiter{units: map[string]int{}, inner: inner}
+}
+
+func (c *countingLimiter) Allow(key string, rate httpadapter.Rate, n int) (bool, time.Duration) {
+	ok, wait := c.inner.Allow(key, rate, n)
+	if ok {
+		prefix, _, _ := strings.Cut(key, ":")
+		c.mu.Lock()
+		c.units[prefix] += n
+		c.mu.Unlock()
+	}
+	return ok, wait
+}
+
+func (c *countingLimiter) charged(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.units[prefix]
+}
+
+// TestSignatureWorkIsChargedPerUserBySuiteBeforeVerifying: an upload is
+// charged mls.VerifyCost per KeyPackage to the user's SignatureWork
+// budget once its cheap checks pass; a batch with a malformed KeyPackage
+// anywhere is charged nothing; and a user whose budget is spent is
+// refused 429 before any signature is verified, whichever session asks.
+func TestSignatureWorkIsChargedPerUserBySuiteBeforeVerifying(t *testing.T) {
+	frozen := &clock{t: time.Unix(1000, 0)}
+	lim := newCountingLimiter(httpadapter.NewTokenBuckets(frozen.Now))
+	e := newEnvOpts(t, nil, httpadapter.Options{Limiter: lim, RateLimits: httpadapter.RateLimits{SignatureWork: httpadapter.Rate{PerSecond: 1, Burst: 30}}})
+	alice := e.login(101, "alice", false)
+	b := certified(t, e, alice)
+
+	// A malformed KeyPackage at the end: refused 400, nothing charged or
+	// verified.
+	bad := append(build(t, b, 20), []byte{0, 1, 0, 1})
+	apiErr(t, alice.c.UploadKeyPackages(ctx, bad), 400, "P2CORE_INVALID_KEYPACKAGE")
+	if lim.charged("w") != 0 {
+		t.Fatalf("a batch refused by a cheap check was charged %d units", lim.charged("w"))
+	}
+	if err := alice.c.UploadKeyPackages(ctx, build(t, b, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if lim.charged("w") != 20*mls.VerifyCost(1) {
+		t.Fatalf("20 Ed25519 KeyPackages charged %d units, want 20", lim.charged("w"))
+	}
+	// 10 units left: a new session of the same user cannot upload 11.
+	other := e.login(101, "alice", false)
+	ob := certified(t, e, other)
+	apiErr(t, other.c.UploadKeyPackages(ctx, build(t, ob, 11)), 429, "P2CORE_RATE_LIMITED")
+	if err := other.c.UploadKeyPackages(ctx, build(t, ob, 10)); err != nil {
+		t.Fatalf("10 units left, 10 refused: %v", err)
+	}
+}
+
+// TestForeignLoginsAreLimitedPerHomeDomain: route 16 counts logins per
+// verified home domain, before the federation token is redeemed, so a
+// refused login leaves its token usable; another home is not affected.
+func TestForeignLoginsAreLimitedPerHomeDomain(t *testing.T) {
+	clk := newClock()
+	a, b, c := newFedServer(t, "a.localhost", clk), newFedServer(t, "b.localhost", clk), newFedServer(t, "c.localhost", clk)
+	b.knows(a)
+	b.knows(c)
+	a.knows(b)
+	c.knows(b)
+	// A second front for B's Service, with a tight per-home limit.
+	frozen := &clock{t: time.Unix(1000, 0)}
+	front := httptest.NewServer(httpadapter.New(b.svc, httpadapter.Options{
+		RateLimits: httpadapter.RateLimits{ForeignLogin: httpadapter.Rate{PerSecond: 1, Burst: 2}},
+		Limiter:    httpadapter.NewTokenBuckets(frozen.Now)}))
+	t.Cleanup(front.Close)
+	anon := &httpadapter.Client{BaseURL: front.URL}
+
+	for i := range 2 {
+		tr := a.traveller(p2core.UserID(101+i), "user"+strconv.Itoa(i))
+		if _, err := anon.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tr.token(t, b.url), IDCert: tr.cert}); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	tr := a.traveller(103, "third")
+	tok := tr.token(t, b.url)
+	_, err := anon.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: tr.cert})
+	apiErr(t, err, 429, "P2CORE_RATE_LIMITED")
+	if _, err := a.anon().RedeemToken(ctx, tok, b.url); err != nil {
+		t.Fatalf("the refused login spent its token: %v", err)
+	}
+	other := c.traveller(201, "carol")
+	if _, err := anon.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: other.token(t, b.url), IDCert: other.cert}); err != nil {
+		t.Fatalf("another home is limited too: %v", err)
 	}
 }

@@ -56,7 +56,7 @@ func (h *Handler) sessionAuth(w http.ResponseWriter, r *http.Request, _ p2core.P
 			return p2core.Errorf(p2core.ErrInvalidKeyPackage, "last-resort KeyPackage: not standard Base64 with padding")
 		}
 	}
-	tok, sess, err := h.svc.ForeignLogin(r.Context(), in)
+	tok, sess, err := h.svc.ForeignLogin(h.foreignLimits(r.Context()), in)
 	if err != nil {
 		return err
 	}

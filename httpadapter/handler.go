@@ -72,9 +72,10 @@ type Options struct {
 	// Limiter keeps the rate-limit state. Default: an in-memory
 	// TokenBuckets per Handler.
 	Limiter Limiter
-	// ClientAddress returns the client address used for per-address
-	// limits. Default: the host of r.RemoteAddr. Behind a reverse proxy,
-	// return the address the proxy vouches for.
+	// ClientAddress returns the key of per-address limits (the anonymous
+	// routes). Default: the host of r.RemoteAddr, an IPv6 address
+	// shortened to its /64. Behind a reverse proxy, return the address the
+	// proxy vouches for; any string works (a network prefix, an API key).
 	ClientAddress func(r *http.Request) string
 }
 
@@ -195,7 +196,7 @@ func (h *Handler) wrap(rt route) http.Handler {
 		} else {
 			p, err = h.authenticate(r)
 			if err == nil {
-				err = h.limit("p:"+p.UserID.String()+"/"+string(p.SessionID), h.limits.Principal)
+				err = h.limit("p:"+p.UserID.String(), h.limits.Principal)
 			}
 		}
 		if err != nil {

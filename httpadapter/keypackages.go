@@ -16,6 +16,9 @@ type KeyPackageStatus struct {
 }
 
 func (h *Handler) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p p2core.Principal) error {
+	if err := h.limit("u:"+p.UserID.String(), h.limits.Upload); err != nil {
+		return err
+	}
 	var in []string
 	if err := decodeJSON(r, &in); err != nil {
 		return err
@@ -28,7 +31,7 @@ func (h *Handler) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p p2
 		}
 		kps[i] = b
 	}
-	if err := h.svc.UploadKeyPackages(r.Context(), p, kps); err != nil {
+	if err := h.svc.UploadKeyPackages(h.userLimits(r.Context(), p), p, kps); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusCreated)
@@ -36,6 +39,9 @@ func (h *Handler) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p p2
 }
 
 func (h *Handler) setLastResort(w http.ResponseWriter, r *http.Request, p p2core.Principal) error {
+	if err := h.limit("u:"+p.UserID.String(), h.limits.Upload); err != nil {
+		return err
+	}
 	var in string
 	if err := decodeJSON(r, &in); err != nil {
 		return err
@@ -44,7 +50,7 @@ func (h *Handler) setLastResort(w http.ResponseWriter, r *http.Request, p p2core
 	if err != nil {
 		return p2core.Errorf(p2core.ErrInvalidKeyPackage, "last-resort KeyPackage: not standard Base64 with padding")
 	}
-	if err := h.svc.SetLastResortKeyPackage(r.Context(), p, b); err != nil {
+	if err := h.svc.SetLastResortKeyPackage(h.userLimits(r.Context(), p), p, b); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -64,7 +70,13 @@ func (h *Handler) claimKeyPackages(w http.ResponseWriter, r *http.Request, p p2c
 		}
 		suite = uint16(n)
 	}
-	if err := h.limit("c:"+p.UserID.String()+"/"+string(p.SessionID)+">"+uid.String(), h.limits.Claim); err != nil {
+	// By requesting user (not session: logging in again buys nothing)
+	// and target, then by target alone, so many requesters together
+	// cannot drain one user either.
+	if err := h.limit("c:"+p.UserID.String()+">"+uid.String(), h.limits.Claim); err != nil {
+		return err
+	}
+	if err := h.limit("t:"+uid.String(), h.limits.ClaimTarget); err != nil {
 		return err
 	}
 	claimed, err := h.svc.ClaimKeyPackages(r.Context(), p, uid, suite)

@@ -1,10 +1,12 @@
 package httpadapter
 
 import (
+	"context"
 	"hash/maphash"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -12,62 +14,91 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// Limiter decides whether one more request under a key may proceed now.
-// Keys are opaque strings built by the Handler (principal, requester and
-// target of a claim, client address). Implementations must be safe for
-// concurrent use; a shared Limiter (e.g. over Redis) makes limits hold
+// Limiter decides whether a request may spend n units under a key now.
+// Keys are opaque strings built by the Handler (user, requester and target
+// of a claim, client address, home domain). Implementations must be safe
+// for concurrent use; a shared Limiter (e.g. over Redis) makes limits hold
 // across server instances.
 type Limiter interface {
-	// Allow consumes one unit for key and reports whether the request may
-	// proceed; when it may not, retryAfter says when it may.
-	Allow(key string, rate Rate) (ok bool, retryAfter time.Duration)
+	// Allow consumes n units (1 for a request; the weighted signature
+	// work of an upload) for key and reports whether the request may
+	// proceed; when it may not, nothing is consumed and retryAfter says
+	// when it may. A cost above rate.Burst counts as rate.Burst, so every
+	// request can pass once the bucket is full.
+	Allow(key string, rate Rate, n int) (ok bool, retryAfter time.Duration)
 }
 
-// Rate is a token-bucket rate: Burst requests at once, refilled at
+// Rate is a token-bucket rate: Burst units at once, refilled at
 // PerSecond. A zero Rate means unlimited.
 type Rate struct {
 	PerSecond float64
 	Burst     int
 }
 
-// RateLimits are the limits the Handler applies. Zero fields take the
-// defaults of DefaultRateLimits(); set Disabled to turn limiting off.
+// RateLimits are the limits the Handler applies, each keyed by the
+// principal that matters, so that logging in again or opening more
+// sessions buys no more. Zero fields take the defaults of
+// DefaultRateLimits(); set Disabled to turn limiting off.
 type RateLimits struct {
-	// Principal limits each authenticated session on all authenticated
-	// routes.
+	// Principal limits each user (all of the user's sessions together)
+	// on all authenticated routes.
 	Principal Rate
-	// Claim limits each (requester, target user) pair on route 14, the
-	// KeyPackage exhaustion attack.
+	// Claim limits each (requesting user, target user) pair on route 14.
 	Claim Rate
-	// Address limits each client address on the anonymous routes 2, 7, 9,
-	// 10 and 16.
+	// ClaimTarget limits the claims against each target user on route
+	// 14, all requesters together, so that many requesters cannot drain
+	// one victim's KeyPackages.
+	ClaimTarget Rate
+	// Upload limits each user's KeyPackage uploads (routes 12 and 13).
+	Upload Rate
+	// SignatureWork limits the KeyPackage signature verification each
+	// user (routes 12 and 13) or each home domain (route 16) makes the
+	// server do, in units of mls.VerifyCost: one Ed25519 KeyPackage
+	// costs 1, one P-521 KeyPackage 24. Charged after the cheap checks,
+	// before any signature is verified. Burst must cover the costliest
+	// upload allowed (100 P-521 KeyPackages: 2400).
+	SignatureWork Rate
+	// Address limits each client address (Options.ClientAddress) on the
+	// anonymous routes 2, 7, 9, 10, 16 and the API description.
 	Address Rate
+	// ForeignLogin limits route 16 logins per home domain, counted once
+	// the ID-Cert has verified and before the federation token is
+	// redeemed, so that one home cannot mint foreign users and sessions
+	// here at will.
+	ForeignLogin Rate
 	// Disabled turns every limit off (for load tests and embedders that
 	// limit in front of p2kit).
 	Disabled bool
 }
 
 // DefaultRateLimits returns the limits used for zero RateLimits fields:
-// 50/s (burst 100) per session, 5/s (burst 20) per claim pair, 100/s
-// (burst 200) per client address.
+// per user 50/s (burst 100) on all authenticated routes; per claim pair
+// 5/s (burst 20); per claim target 10/s (burst 50); per user 2 uploads/s
+// (burst 20) and 200 signature-work units/s (burst 2400); per client
+// address 100/s (burst 200); per home domain 5 foreign logins/s (burst
+// 20).
 func DefaultRateLimits() RateLimits {
 	return RateLimits{
-		Principal: Rate{PerSecond: 50, Burst: 100},
-		Claim:     Rate{PerSecond: 5, Burst: 20},
-		Address:   Rate{PerSecond: 100, Burst: 200},
+		Principal:     Rate{PerSecond: 50, Burst: 100},
+		Claim:         Rate{PerSecond: 5, Burst: 20},
+		ClaimTarget:   Rate{PerSecond: 10, Burst: 50},
+		Upload:        Rate{PerSecond: 2, Burst: 20},
+		SignatureWork: Rate{PerSecond: 200, Burst: 2400},
+		Address:       Rate{PerSecond: 100, Burst: 200},
+		ForeignLogin:  Rate{PerSecond: 5, Burst: 20},
 	}
 }
 
 func (l RateLimits) withDefaults() RateLimits {
 	d := DefaultRateLimits()
-	if l.Principal == (Rate{}) {
-		l.Principal = d.Principal
-	}
-	if l.Claim == (Rate{}) {
-		l.Claim = d.Claim
-	}
-	if l.Address == (Rate{}) {
-		l.Address = d.Address
+	for _, f := range []struct{ r, def *Rate }{
+		{&l.Principal, &d.Principal}, {&l.Claim, &d.Claim}, {&l.ClaimTarget, &d.ClaimTarget},
+		{&l.Upload, &d.Upload}, {&l.SignatureWork, &d.SignatureWork}, {&l.Address, &d.Address},
+		{&l.ForeignLogin, &d.ForeignLogin},
+	} {
+		if *f.r == (Rate{}) {
+			*f.r = *f.def
+		}
 	}
 	return l
 }
@@ -106,10 +137,11 @@ func NewTokenBuckets(now func() time.Time) *TokenBuckets {
 }
 
 // Allow implements Limiter.
-func (tb *TokenBuckets) Allow(key string, rate Rate) (bool, time.Duration) {
+func (tb *TokenBuckets) Allow(key string, rate Rate, n int) (bool, time.Duration) {
 	if rate.PerSecond <= 0 || rate.Burst <= 0 {
 		return true, 0
 	}
+	cost := float64(min(max(n, 1), rate.Burst))
 	now := tb.now()
 	sh := &tb.shards[maphash.String(tb.seed, key)%uint64(len(tb.shards))]
 	sh.mu.Lock()
@@ -132,20 +164,26 @@ func (tb *TokenBuckets) Allow(key string, rate Rate) (bool, time.Duration) {
 		b.tokens = math.Min(float64(rate.Burst), b.tokens+el*rate.PerSecond)
 		b.last = now
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= cost {
+		b.tokens -= cost
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / rate.PerSecond * float64(time.Second))
+	wait := time.Duration((cost - b.tokens) / rate.PerSecond * float64(time.Second))
 	return false, wait
 }
 
 // clientAddress is the default way to find a request's client address:
-// the host of RemoteAddr.
+// the host of RemoteAddr, and for IPv6 its /64 prefix, since one client
+// commonly holds a whole /64.
 func clientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
 	}
 	return host
 }
@@ -168,14 +206,40 @@ func (e *rateLimited) seconds() int {
 	return secs
 }
 
-// limit applies one limit and returns a *rateLimited error when the request
-// must stop.
-func (h *Handler) limit(key string, rate Rate) error {
+// limit applies one limit to one request and returns a *rateLimited error
+// when the request must stop.
+func (h *Handler) limit(key string, rate Rate) error { return h.limitN(key, rate, 1) }
+
+// limitN is limit for a request that costs n units.
+func (h *Handler) limitN(key string, rate Rate, n int) error {
 	if h.limits.Disabled {
 		return nil
 	}
-	if ok, wait := h.limiter.Allow(key, rate); !ok {
+	if ok, wait := h.limiter.Allow(key, rate, n); !ok {
 		return &rateLimited{retryAfter: wait}
 	}
 	return nil
+}
+
+// userLimits charges the signature work of a local user's request (routes
+// 12 and 13) to the user's SignatureWork budget.
+func (h *Handler) userLimits(ctx context.Context, p p2core.Principal) context.Context {
+	return p2core.WithRequestLimits(ctx, p2core.RequestLimits{
+		SignatureWork: func(_ context.Context, _ string, cost int) error {
+			return h.limitN("w:"+p.UserID.String(), h.limits.SignatureWork, cost)
+		},
+	})
+}
+
+// foreignLimits limits a foreign login (route 16) by its verified home
+// domain: the login itself, and the signature work of its KeyPackages.
+func (h *Handler) foreignLimits(ctx context.Context) context.Context {
+	return p2core.WithRequestLimits(ctx, p2core.RequestLimits{
+		ForeignLogin: func(_ context.Context, home string) error {
+			return h.limit("h:"+home, h.limits.ForeignLogin)
+		},
+		SignatureWork: func(_ context.Context, home string, cost int) error {
+			return h.limitN("wh:"+home, h.limits.SignatureWork, cost)
+		},
+	})
 }

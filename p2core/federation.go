@@ -128,6 +128,9 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 		return "", Session{}, err
 	}
 	domain := fid.Domain()
+	if err := admitForeignLogin(ctx, domain); err != nil {
+		return "", Session{}, err
+	}
 
 	var kps []KeyPackage
 	var lr *KeyPackage

@@ -91,30 +91,71 @@ func asciiEqualFold(b []byte, s string) bool {
 // checkKeyPackage decodes and validates one uploaded KeyPackage for p.
 // what names it in error messages.
 func (s *Service) checkKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, error) {
-	kp, err := mls.Parse(data, s.mlsOptions())
+	kp, decoded, err := s.decodeKeyPackage(p, data, sigKey, what)
 	if err != nil {
-		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
+		return KeyPackage{}, err
+	}
+	return kp, s.validateKeyPackage(decoded, what)
+}
+
+// decodeKeyPackage does the cheap half of checkKeyPackage: it decodes
+// data, does every check of mls.Check, and checks that its signature key
+// is sigKey, verifying no signature.
+func (s *Service) decodeKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, *mls.KeyPackage, error) {
+	kp, err := mls.Decode(data)
+	if err == nil {
+		err = mls.Check(kp, s.mlsOptions())
+	}
+	if err != nil {
+		return KeyPackage{}, nil, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
 	}
 	if !bytes.Equal(kp.SignatureKey, sigKey) {
-		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.signature_key is not the key certified by this session's ID-Cert", what)
+		return KeyPackage{}, nil, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.signature_key is not the key certified by this session's ID-Cert", what)
 	}
 	if err := s.cfg.KeyPackageCredential(p.FID, kp.Credential); err != nil {
 		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.credential: %s", what, err.Error())
 	}
 	ref, err := kp.Ref()
 	if err != nil {
-		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
+		return KeyPackage{}, nil, Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
 	}
 	return KeyPackage{
 		UserID: p.UserID, SessionID: p.SessionID, Ref: ref, CipherSuite: kp.CipherSuite,
 		InitKey: kp.InitKey, Data: kp.Raw, NotAfter: kp.NotAfterTime(), UploadedAt: s.now(),
-	}, nil
+	}, kp, nil
+}
+
+// validateKeyPackage does the expensive half of checkKeyPackage: the two
+// signatures of a KeyPackage decodeKeyPackage accepted.
+func (s *Service) validateKeyPackage(kp *mls.KeyPackage, what string) error {
+	if err := mls.VerifySignatures(kp); err != nil {
+		return Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
+	}
+	return nil
+}
+
+// refuseRepeatedInitKeys refuses kps when two of them share an init key,
+// before anything expensive is done.
+func refuseRepeatedInitKeys(kps []KeyPackage) error {
+	seen := make(map[string]struct{}, len(kps))
+	for _, kp := range kps {
+		if _, ok := seen[string(kp.InitKey)]; ok {
+			return Errorf(ErrDuplicateKeyPackage, "two KeyPackages of the request have the same init_key")
+		}
+		seen[string(kp.InitKey)] = struct{}{}
+	}
+	return nil
 }
 
 // UploadKeyPackages validates and stores 1 to 100 KeyPackages for the
-// caller's session (route 12), all or none. Errors: ErrInvalidKeyPackage
-// (naming the index and the reason), ErrNoIDCert, ErrDuplicateKeyPackage,
-// ErrTooManyKeyPackages.
+// caller's session (route 12), all or none. The cheap checks of every
+// KeyPackage (decoding, every check but the signatures, the binding to the
+// session's ID-Cert, repeated init keys) run first; then the signature
+// work is charged to the request (RequestLimits.SignatureWork); only then
+// are the signatures verified, one KeyPackage at a time, stopping at the
+// first failure. Errors: ErrInvalidKeyPackage (naming the index and the
+// reason), ErrNoIDCert, ErrDuplicateKeyPackage, ErrTooManyKeyPackages,
+// and whatever the request's limits return.
 func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [][]byte) error {
 	if err := requireUser(p); err != nil {
 		return err
@@ -127,8 +168,20 @@ func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [
 		return err
 	}
 	kps := make([]KeyPackage, len(packages))
+	decoded := make([]*mls.KeyPackage, len(packages))
 	for i, data := range packages {
-		if kps[i], err = s.checkKeyPackage(p, data, sigKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+		if kps[i], decoded[i], err = s.decodeKeyPackage(p, data, sigKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+			return err
+		}
+	}
+	if err := refuseRepeatedInitKeys(kps); err != nil {
+		return err
+	}
+	if err := chargeSignatures(ctx, "", decoded...); err != nil {
+		return err
+	}
+	for i, kp := range decoded {
+		if err := s.validateKeyPackage(kp, fmt.Sprintf("KeyPackage %d", i)); err != nil {
 			return err
 		}
 	}
@@ -146,8 +199,14 @@ func (s *Service) SetLastResortKeyPackage(ctx context.Context, p Principal, data
 	if err != nil {
 		return err
 	}
-	kp, err := s.checkKeyPackage(p, data, sigKey, "last-resort KeyPackage")
+	kp, decoded, err := s.decodeKeyPackage(p, data, sigKey, "last-resort KeyPackage")
 	if err != nil {
+		return err
+	}
+	if err := chargeSignatures(ctx, "", decoded); err != nil {
+		return err
+	}
+	if err := s.validateKeyPackage(decoded, "last-resort KeyPackage"); err != nil {
 		return err
 	}
 	return s.storeErr(s.store.SetLastResort(ctx, kp, s.now()))
