@@ -91,7 +91,7 @@ func (a *app) routeDemo(auth httpadapter.Authenticator, stream http.Handler) {
 
 // limit answers 429 and false when p has used up its demo budget.
 func (d *demo) limit(w http.ResponseWriter, p p2core.Principal) bool {
-	ok, wait := d.limiter.Allow(p.UserID.String()+"/"+string(p.SessionID), demoRate)
+	ok, wait := d.limiter.Allow(p.UserID.String(), demoRate, 1) // per user: more sessions buy nothing
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many demo requests; retry later")
