@@ -113,7 +113,7 @@ func (s *Service) decodeKeyPackage(p Principal, data []byte, sigKey []byte, what
 		return KeyPackage{}, nil, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.signature_key is not the key certified by this session's ID-Cert", what)
 	}
 	if err := s.cfg.KeyPackageCredential(p.FID, kp.Credential); err != nil {
-		return KeyPackage{}, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.credential: %s", what, err.Error())
+		return KeyPackage{}, nil, Errorf(ErrInvalidKeyPackage, "%s: leaf_node.credential: %s", what, err.Error())
 	}
 	ref, err := kp.Ref()
 	if err != nil {
