@@ -5,7 +5,9 @@ package httpadapter_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,5 +215,55 @@ func TestForeignLoginsAreLimitedPerHomeDomain(t *testing.T) {
 	other := c.traveller(201, "carol")
 	if _, err := anon.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: other.token(t, b.url), IDCert: other.cert}); err != nil {
 		t.Fatalf("another home is limited too: %v", err)
+	}
+}
+
+// TestEventStreamsAreCappedPerSessionAndPerUser: one token opened 1,000
+// /events streams before; now a session gets MaxStreamsPerSession and a
+// user MaxStreamsPerUser, and one more is refused 429 with Retry-After.
+func TestEventStreamsAreCappedPerSessionAndPerUser(t *testing.T) {
+	e := newEnv(t, nil)
+	h := httpadapter.New(e.svc, httpadapter.Options{
+		Authenticator:        httpadapter.SessionAuthenticator{Service: e.svc},
+		RateLimits:           httpadapter.RateLimits{Disabled: true},
+		MaxStreamsPerSession: 2, MaxStreamsPerUser: 3,
+	})
+	srv := httptest.NewServer(h.EventStream(broker.New(broker.Options{})))
+	t.Cleanup(srv.Close)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	open := func(u *user) (int, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(sctx, "GET", srv.URL, nil)
+		req.Header.Set("Authorization", "Bearer "+u.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			resp.Body.Close()
+		}
+		return resp.StatusCode, resp.Header
+	}
+	a1 := e.login(101, "alice", false)
+	a2 := e.login(101, "alice", false)
+	a3 := e.login(101, "alice", false)
+	var got []int
+	for _, u := range []*user{a1, a1, a1, a2, a3} {
+		status, hdr := open(u)
+		got = append(got, status)
+		if status == 429 {
+			if n, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || n < 1 {
+				t.Fatalf("429 without Retry-After: %q", hdr.Get("Retry-After"))
+			}
+		}
+	}
+	// a1: 2 streams then refused (per session); a2: the user's third;
+	// a3: refused (per user).
+	if want := []int{200, 200, 429, 200, 429}; !slices.Equal(got, want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	if status, _ := open(e.login(102, "bob", false)); status != 200 {
+		t.Fatalf("another user's stream: %d", status)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/p2kit/p2kit/p2core"
@@ -22,6 +23,60 @@ type EventSource interface {
 	Subscribe(ctx context.Context, user p2core.UserID, session p2core.SessionID, lastID uint64) <-chan broker.Delivery
 }
 
+// streamRetryAfter is the Retry-After of a stream refused for the
+// caps: streams end when their clients go, so soon is reasonable.
+const streamRetryAfter = 5 * time.Second
+
+// streamCounter counts the open event streams per session and per user.
+type streamCounter struct {
+	perSession, perUser int
+
+	mu       sync.Mutex
+	sessions map[streamKey]int
+	users    map[p2core.UserID]int
+}
+
+type streamKey struct {
+	user    p2core.UserID
+	session p2core.SessionID
+}
+
+func newStreamCounter(perSession, perUser int) *streamCounter {
+	if perSession <= 0 {
+		perSession = DefaultMaxStreamsPerSession
+	}
+	if perUser <= 0 {
+		perUser = DefaultMaxStreamsPerUser
+	}
+	return &streamCounter{perSession: perSession, perUser: perUser, sessions: map[streamKey]int{}, users: map[p2core.UserID]int{}}
+}
+
+// open counts one more stream of p, unless a cap is reached.
+func (c *streamCounter) open(p p2core.Principal) bool {
+	k := streamKey{p.UserID, p.SessionID}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sessions[k] >= c.perSession || c.users[p.UserID] >= c.perUser {
+		return false
+	}
+	c.sessions[k]++
+	c.users[p.UserID]++
+	return true
+}
+
+// close counts one stream of p fewer; counts that reach zero are dropped.
+func (c *streamCounter) close(p p2core.Principal) {
+	k := streamKey{p.UserID, p.SessionID}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sessions[k]--; c.sessions[k] <= 0 {
+		delete(c.sessions, k)
+	}
+	if c.users[p.UserID]--; c.users[p.UserID] <= 0 {
+		delete(c.users, p.UserID)
+	}
+}
+
 // EventStream returns a handler that streams the authenticated session's
 // events from src as Server-Sent Events: "id:" is the Delivery ID, "event:"
 // the event type and "data:" its JSON payload. A reconnecting client's
@@ -29,6 +84,10 @@ type EventSource interface {
 // gets what it has not been sent yet. Callers are identified by h's
 // Authenticator, and refusals are written like those of h's routes (an
 // Authenticator's internal failure is a 500 with a request ID, not a 401).
+// Opening a stream counts against the user's Principal rate limit, and at
+// most Options.MaxStreamsPerSession streams per session and
+// Options.MaxStreamsPerUser per user are open at once: one more is refused
+// 429 with Retry-After.
 func (h *Handler) EventStream(src EventSource) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -39,10 +98,18 @@ func (h *Handler) EventStream(src EventSource) http.Handler {
 			return
 		}
 		p, err := h.authenticate(r)
+		if err == nil {
+			err = h.limit("p:"+p.UserID.String(), h.limits.Principal)
+		}
 		if err != nil {
 			h.writeError(w, r, err)
 			return
 		}
+		if !h.streams.open(p) {
+			h.writeError(w, r, &rateLimited{retryAfter: streamRetryAfter})
+			return
+		}
+		defer h.streams.close(p)
 		var last uint64
 		if v := r.Header.Get("Last-Event-ID"); v != "" {
 			if last, err = strconv.ParseUint(v, 10, 64); err != nil {

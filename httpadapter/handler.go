@@ -77,7 +77,19 @@ type Options struct {
 	// shortened to its /64. Behind a reverse proxy, return the address the
 	// proxy vouches for; any string works (a network prefix, an API key).
 	ClientAddress func(r *http.Request) string
+	// MaxStreamsPerSession caps the concurrent event streams (EventStream)
+	// of one session; one more is refused 429 with Retry-After. Default 4.
+	MaxStreamsPerSession int
+	// MaxStreamsPerUser caps the concurrent event streams of one user,
+	// all sessions together. Default 16.
+	MaxStreamsPerUser int
 }
+
+// Defaults of the Options stream caps.
+const (
+	DefaultMaxStreamsPerSession = 4
+	DefaultMaxStreamsPerUser    = 16
+)
 
 // access says who may call a route: whether the Handler authenticates the
 // caller, and what the API description lists. Whether a principal may do
@@ -120,6 +132,7 @@ type Handler struct {
 	limits     RateLimits
 	limiter    Limiter
 	clientAddr func(r *http.Request) string
+	streams    *streamCounter
 }
 
 // New returns a Handler serving every route of the README's route table for svc.
@@ -136,6 +149,7 @@ func New(svc *p2core.Service, opts Options) *Handler {
 	if h.limiter == nil {
 		h.limiter = NewTokenBuckets(nil)
 	}
+	h.streams = newStreamCounter(opts.MaxStreamsPerSession, opts.MaxStreamsPerUser)
 	h.clientAddr = opts.ClientAddress
 	if h.clientAddr == nil {
 		h.clientAddr = clientAddress
