@@ -578,4 +578,8 @@ $("b-group").addEventListener("click", onGroup);
 $("f-send").addEventListener("submit", onSend);
 setInterval(() => S.token && refreshSupply(), 15000);
 refreshButtons();
+if (!window.isSecureContext || !crypto.subtle) {
+  // WebCrypto (Ed25519, AES-GCM, HKDF) exists only in secure contexts.
+  status("st-account", "error", "This page needs a secure context for WebCrypto: open it over https://, or as http://127.0.0.1 or http://localhost on this machine.");
+}
 document.body.dataset.ready = "1";
