@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/p2kit/p2kit/p2core"
 )
@@ -43,18 +45,19 @@ type accounts struct {
 	ids    *p2core.Snowflakes
 	iters  int
 
-	adminMu  sync.Mutex
+	// admins are the -admin usernames and adminIDs their user IDs, both
+	// fixed by ensureAdmins at start.
+	admins   map[string]bool
 	adminIDs map[p2core.UserID]bool
-	pending  []string // admin names not registered yet
 }
 
-func newAccounts(store p2core.Store, domain string, admins []string, iterations int) *accounts {
+func newAccounts(store p2core.Store, domain string, iterations int) *accounts {
 	var worker [2]byte
 	_, _ = rand.Read(worker[:])
 	return &accounts{store: store, domain: domain,
-		ids:      p2core.NewSnowflakes(uint16(worker[0])<<8|uint16(worker[1]), nil),
-		iters:    iterations,
-		adminIDs: map[p2core.UserID]bool{}, pending: append([]string(nil), admins...)}
+		ids:    p2core.NewSnowflakes(uint16(worker[0])<<8|uint16(worker[1]), nil),
+		iters:  iterations,
+		admins: map[string]bool{}, adminIDs: map[p2core.UserID]bool{}}
 }
 
 func accountKey(name string) string { return "example.account." + name }
@@ -71,24 +74,126 @@ func (s *accounts) get(ctx context.Context, name string) (account, error) {
 	return a, nil
 }
 
-// isAdmin reports whether user is one of the -admin usernames. It runs on
-// every authenticated request, so each admin name is looked up in the Store
-// only until it is found; after that the answer comes from memory.
-func (s *accounts) isAdmin(ctx context.Context, user p2core.UserID) bool {
-	s.adminMu.Lock()
-	defer s.adminMu.Unlock()
-	if len(s.pending) > 0 {
-		left := s.pending[:0]
-		for _, name := range s.pending {
-			if a, err := s.get(ctx, name); err == nil {
-				s.adminIDs[a.UserID] = true
-			} else {
-				left = append(left, name) // not registered yet
+// newAccount makes the record of a new account with password.
+func (s *accounts) newAccount(password string) (account, error) {
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	hash, err := pbkdf2.Key(sha256.New, password, salt, s.iters, pbkdf2KeyLen)
+	if err != nil {
+		return account{}, err
+	}
+	return account{UserID: s.ids.Next(), Salt: salt, Hash: hash, Iterations: s.iters}, nil
+}
+
+// create stores acc under name. CreateSetting is atomic in every backend,
+// so two creations of one name (even on two instances sharing a database)
+// cannot both win: the loser gets p2core.ErrConflict.
+func (s *accounts) create(ctx context.Context, name string, acc account) error {
+	b, err := json.Marshal(acc)
+	if err != nil {
+		return err
+	}
+	return s.store.CreateSetting(ctx, accountKey(name), b)
+}
+
+// ensureAdmins creates every -admin account that does not exist yet, with
+// the password password returns (asked at most once, and only when an
+// account is created), so that no one can claim an administrator's name by
+// registering it first. It records the administrators' user IDs and
+// returns the names it created.
+func (s *accounts) ensureAdmins(ctx context.Context, names []string, password func() (string, error)) ([]string, error) {
+	var created []string
+	pw, asked := "", false
+	for _, name := range names {
+		name = strings.ToLower(name)
+		if !usernamePattern.MatchString(name) {
+			return nil, fmt.Errorf("-admin %q: a username is 1-64 of a-z, 0-9, '.', '_', '-'", name)
+		}
+		s.admins[name] = true
+		acc, err := s.get(ctx, name)
+		if errors.Is(err, p2core.ErrNotFound) {
+			if !asked {
+				if pw, err = password(); err != nil {
+					return nil, err
+				}
+				asked = true
+			}
+			if acc, err = s.newAccount(pw); err != nil {
+				return nil, err
+			}
+			switch err = s.create(ctx, name, acc); {
+			case err == nil:
+				created = append(created, name)
+			case errors.Is(err, p2core.ErrConflict): // another instance was first
+				acc, err = s.get(ctx, name)
 			}
 		}
-		s.pending = left
+		if err != nil {
+			return nil, fmt.Errorf("-admin %s: %w", name, err)
+		}
+		s.adminIDs[acc.UserID] = true
 	}
+	return created, nil
+}
+
+// isAdmin reports whether user is one of the -admin accounts. It runs on
+// every authenticated request and answers from memory.
+func (s *accounts) isAdmin(_ context.Context, user p2core.UserID) bool {
 	return s.adminIDs[user]
+}
+
+// checkPassword refuses passwords outside 8-1024 bytes.
+func checkPassword(pw string) error {
+	if len(pw) < 8 || len(pw) > 1024 {
+		return errors.New("password must be 8-1024 bytes")
+	}
+	return nil
+}
+
+// adminPasswordFile is the name, in the data folder, of the generated
+// administrator password.
+const adminPasswordFile = "admin-password"
+
+// readPasswordFile returns the whole content of path, as
+// -admin-password-file prescribes.
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("-admin-password-file: %w", err)
+	}
+	if err := checkPassword(string(b)); err != nil {
+		return "", fmt.Errorf("-admin-password-file %s: %w", path, err)
+	}
+	return string(b), nil
+}
+
+// generatedPassword returns the administrator password kept in
+// dir/admin-password, writing a random one there (mode 0600) the first
+// time; the file is never rewritten.
+func generatedPassword(dir string) (string, error) {
+	path := filepath.Join(dir, adminPasswordFile)
+	if b, err := os.ReadFile(path); err == nil {
+		return string(b), checkPassword(string(b))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	pw := rand.Text() // 26 characters, 128 random bits
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(pw); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return pw, f.Close()
 }
 
 type credentials struct {
@@ -127,8 +232,8 @@ func (a *app) readCredentials(w http.ResponseWriter, r *http.Request) (credentia
 		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "username must be 1-64 of a-z, 0-9, '.', '_', '-'")
 		return c, false
 	}
-	if len(c.Password) < 8 || len(c.Password) > 1024 {
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "password must be 8-1024 bytes")
+	if err := checkPassword(c.Password); err != nil {
+		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", err.Error())
 		return c, false
 	}
 	return c, true
@@ -139,18 +244,16 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	hash, err := pbkdf2.Key(sha256.New, c.Password, salt, a.accounts.iters, pbkdf2KeyLen)
+	if a.accounts.admins[c.Username] {
+		jsonError(w, http.StatusForbidden, "P2CORE_FORBIDDEN", "this username is reserved for an administrator")
+		return
+	}
+	acc, err := a.accounts.newAccount(c.Password)
 	if err != nil {
 		a.internal(w, r, err)
 		return
 	}
-	acc := account{UserID: a.accounts.ids.Next(), Salt: salt, Hash: hash, Iterations: a.accounts.iters}
-	b, _ := json.Marshal(acc)
-	// CreateSetting is atomic in every backend, so two registrations of one
-	// name (even on two instances sharing a database) cannot both win.
-	err = a.accounts.store.CreateSetting(r.Context(), accountKey(c.Username), b)
+	err = a.accounts.create(r.Context(), c.Username, acc)
 	if errors.Is(err, p2core.ErrConflict) {
 		jsonError(w, http.StatusConflict, "P2CORE_CONFLICT", "username is taken")
 		return

@@ -3,7 +3,7 @@
 // account routes a chat server would own (/register, /login) and a
 // Server-Sent Events stream of each session's events (/events).
 //
-//	go run ./examples/homeserver -admin alice
+//	go run ./examples/homeserver -admin root
 //
 // Account routes: POST /register, POST /login, POST /logout (ends the
 // calling session), GET /sessions, DELETE /sessions (ends them all), and
@@ -20,7 +20,14 @@
 //	-addr ADDR             listen address (default 127.0.0.1:8080)
 //	-data DIR              folder for p2kit.db (default ./p2kit-data)
 //	-domain DOMAIN         the server's domain (default home.localhost)
-//	-admin NAME            make this username an administrator (repeatable)
+//	-admin NAME            make this username an administrator (repeatable):
+//	                       its account is created at start if it does not
+//	                       exist, and /register refuses the name
+//	-admin-password-file FILE
+//	                       the password of every -admin account created at
+//	                       start: the file's whole content (default: a random
+//	                       one, written once to admin-password in -data,
+//	                       mode 0600, and its path printed)
 //	-insecure-federation   allow http:// server URLs (loopback tests)
 //	-self-url URL          this server's URL, which foreign users' federation
 //	                       tokens name (default http://ADDR with

@@ -38,6 +38,9 @@ type config struct {
 	selfURL string
 	// homes is the static home resolver of -home DOMAIN=URL.
 	homes map[string]string
+	// adminPassword is the content of -admin-password-file ("" when not
+	// given: a password is generated into the data folder).
+	adminPassword string
 }
 
 type stringList []string
@@ -52,7 +55,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&c.data, "data", "./p2kit-data", "folder for p2kit.db")
 	fs.StringVar(&c.domain, "domain", "home.localhost", "the server's domain")
-	fs.Var((*stringList)(&c.admins), "admin", "make this username an administrator (repeatable)")
+	fs.Var((*stringList)(&c.admins), "admin", "make this username an administrator, creating its account at start if it does not exist (repeatable)")
+	adminPasswordFile := fs.String("admin-password-file", "", "the password of every -admin account created at start: the file's whole content (default: a random one, written once to admin-password in -data)")
 	fs.BoolVar(&c.noLimits, "no-rate-limits", false, "turn the API's rate limits off (for load tests)")
 	fs.StringVar(&c.store, "store", "bolt", `storage backend: "bolt" (embedded, in -data) or "postgres" (needs -dsn)`)
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
@@ -85,6 +89,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			c.homes = map[string]string{}
 		}
 		c.homes[strings.ToLower(domain)] = u
+	}
+	for i, name := range c.admins {
+		c.admins[i] = strings.ToLower(name)
+		if !usernamePattern.MatchString(c.admins[i]) {
+			return c, fmt.Errorf("-admin %q: a username is 1-64 of a-z, 0-9, '.', '_', '-'", name)
+		}
+	}
+	if *adminPasswordFile != "" {
+		pw, err := readPasswordFile(*adminPasswordFile)
+		if err != nil {
+			return c, err
+		}
+		c.adminPassword = pw
 	}
 	switch c.store {
 	case "bolt":
@@ -139,6 +156,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	if len(app.generatedFor) > 0 {
+		fmt.Fprintf(stdout, "administrator password of %s: %s\n", strings.Join(app.generatedFor, ", "), filepath.Join(c.data, adminPasswordFile))
+	}
 
 	go app.purgeLoop(ctx)
 	errc := make(chan error, 1)
@@ -178,11 +198,14 @@ type app struct {
 	accounts *accounts
 	mux      *http.ServeMux
 	log      *slog.Logger
+	// generatedFor names the -admin accounts created at this start with
+	// the password in the data folder's admin-password file.
+	generatedFor []string
 }
 
 func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logger) (*app, error) {
 	events := broker.New(broker.Options{})
-	accounts := newAccounts(store, c.domain, c.admins, c.iterations)
+	accounts := newAccounts(store, c.domain, c.iterations)
 	var resolver httpadapter.Resolver = httpadapter.DefaultResolver{}
 	if len(c.homes) > 0 {
 		resolver = httpadapter.StaticResolver(c.homes)
@@ -211,6 +234,23 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	}
 	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
 	a.accounts = accounts
+	generated := false
+	created, err := accounts.ensureAdmins(ctx, c.admins, func() (string, error) {
+		if c.adminPassword != "" {
+			return c.adminPassword, nil
+		}
+		generated = true
+		return generatedPassword(c.data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		a.generatedFor = created
+	}
+	if len(created) > 0 {
+		logger.Info("administrator accounts created", "usernames", strings.Join(created, ","))
+	}
 	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: a.accounts.isAdmin}
 	api := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, Logger: logger, RateLimits: httpadapter.RateLimits{Disabled: c.noLimits}})
 	a.mux.Handle("/p2core/", api)

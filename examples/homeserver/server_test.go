@@ -165,8 +165,7 @@ func TestAccountsAndAdminFlag(t *testing.T) {
 		t.Fatalf("login answer %+v", a)
 	}
 	apiErrIs(t, client(s, a).SetTokenGeneration(context.Background(), false), p2core.ErrNotAdministrator)
-	register(t, s, "root")
-	root := login(t, s, "root")
+	root := adminLogin(t, s)
 	if err := client(s, root).SetTokenGeneration(context.Background(), false); err != nil {
 		t.Fatalf("-admin root cannot switch token generation: %v", err)
 	}

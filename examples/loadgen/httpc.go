@@ -117,7 +117,7 @@ type loginResponse struct {
 const password = "loadgen password"
 
 // register creates an account on the example server; an account that
-// exists already is fine (the admin of an earlier run).
+// exists already is fine.
 func (h *httpClient) register(ctx context.Context, base, name string) error {
 	body := mustJSON(map[string]string{"username": name, "password": password})
 	status, b, err := h.do(ctx, "POST", base+"/register", "", body)

@@ -9,7 +9,8 @@
 //
 // By default it builds examples/homeserver into a temporary folder and
 // starts it on a new bbolt file there (flags -no-rate-limits,
-// -pbkdf2-iterations 1000, -admin loadgen-admin, -addr 127.0.0.1:0); with
+// -pbkdf2-iterations 1000, -admin loadgen-admin with -admin-password-file,
+// -addr 127.0.0.1:0); with
 // -server it drives a running example server instead (it needs the
 // example's /register and /login, and rate limits off).
 //

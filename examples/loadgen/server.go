@@ -17,8 +17,9 @@ import (
 )
 
 // adminName is the username the self-started server makes an
-// administrator (-admin): the load generator logs in as it to make sure
-// federation token generation is switched on.
+// administrator (-admin, created at its start with the load generator's
+// password through -admin-password-file): the load generator logs in as it
+// to make sure federation token generation is switched on.
 const adminName = "loadgen-admin"
 
 // buildServer compiles examples/homeserver into dir and returns the path
@@ -72,8 +73,12 @@ func startServer(ctx context.Context, bin, dataDir, logPath string, procs int) (
 		return nil, err
 	}
 	defer logf.Close() // the child holds its own descriptor
+	pwFile := logPath + ".admin-password"
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data", dataDir, "-no-rate-limits",
-		"-pbkdf2-iterations", "1000", "-admin", adminName)
+		"-pbkdf2-iterations", "1000", "-admin", adminName, "-admin-password-file", pwFile)
 	cmd.Env = os.Environ()
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
