@@ -50,11 +50,12 @@ const (
 	maxTickets = 10_000
 	// eventRelay is the event type of relayed objects on /events.
 	eventRelay p2core.EventType = "DEMO_RELAY"
+	// demoPerSecond and demoBurst limit each user on the demo routes: a
+	// chat's pace, with a burst for a group creation that sends a Welcome
+	// to each member.
+	demoPerSecond = 2
+	demoBurst     = 20
 )
-
-// demoRate limits each session on the demo routes: a chat's pace, with a
-// burst for a group creation that sends a Welcome to each member.
-var demoRate = httpadapter.Rate{PerSecond: 2, Burst: 20}
 
 // relayed is the payload of a DEMO_RELAY event.
 type relayed struct {
@@ -91,7 +92,7 @@ func (a *app) routeDemo(auth httpadapter.Authenticator, stream http.Handler) {
 
 // limit answers 429 and false when p has used up its demo budget.
 func (d *demo) limit(w http.ResponseWriter, p p2core.Principal) bool {
-	ok, wait := d.limiter.Allow(p.UserID.String(), demoRate, 1) // per user: more sessions buy nothing
+	ok, wait := d.limiter.Allow(p.UserID.String(), httpadapter.Rate{PerSecond: demoPerSecond, Burst: demoBurst}, 1) // per user: more sessions buy nothing
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many demo requests; retry later")

@@ -147,7 +147,7 @@ func TestDemoRoutesAreRateLimited(t *testing.T) {
 	register(t, s, "alice")
 	a := login(t, s, "alice")
 	limited := 0
-	for range demoRate.Burst + 5 {
+	for range demoBurst + 5 {
 		req, _ := http.NewRequest("GET", s.url+"/demo/users/alice", nil)
 		req.Header.Set("Authorization", "Bearer "+a.Token)
 		resp, err := http.DefaultClient.Do(req)
@@ -173,6 +173,6 @@ func TestDemoRoutesAreRateLimited(t *testing.T) {
 	}
 	// The refill over the loop's run time is at most a few tokens.
 	if limited == 0 {
-		t.Fatalf("%d lookups in a row were never limited (burst %d)", demoRate.Burst+5, demoRate.Burst)
+		t.Fatalf("%d lookups in a row were never limited (burst %d)", demoBurst+5, demoBurst)
 	}
 }
