@@ -29,7 +29,10 @@ type Limiter interface {
 }
 
 // Rate is a token-bucket rate: Burst units at once, refilled at
-// PerSecond. A zero Rate means unlimited.
+// PerSecond. A Limiter allows every request under a Rate whose PerSecond
+// or Burst is not positive. In RateLimits, though, a field left at the
+// zero Rate takes its default; to lift that one limit, give it a negative
+// PerSecond (Rate{PerSecond: -1}).
 type Rate struct {
 	PerSecond float64
 	Burst     int
@@ -38,7 +41,8 @@ type Rate struct {
 // RateLimits are the limits the Handler applies, each keyed by the
 // principal that matters, so that logging in again or opening more
 // sessions buys no more. Zero fields take the defaults of
-// DefaultRateLimits(); set Disabled to turn limiting off.
+// DefaultRateLimits(); a field with a negative PerSecond is no limit;
+// set Disabled to turn every limit off.
 type RateLimits struct {
 	// Principal limits each user (all of the user's sessions together)
 	// on all authenticated routes.

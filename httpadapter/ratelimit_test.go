@@ -100,6 +100,30 @@ func TestPrincipalLimitAndDisabling(t *testing.T) {
 	}
 }
 
+// TestZeroRateTakesTheDefaultAndNegativeLiftsIt checks Rate's doc: a
+// RateLimits field left zero is the default limit (20 claims at once per
+// pair), one with a negative PerSecond is no limit.
+func TestZeroRateTakesTheDefaultAndNegativeLiftsIt(t *testing.T) {
+	burst := httpadapter.DefaultRateLimits().Claim.Burst
+	for _, c := range []struct {
+		name    string
+		claim   httpadapter.Rate
+		limited bool
+	}{{"zero", httpadapter.Rate{}, true}, {"negative", httpadapter.Rate{PerSecond: -1}, false}} {
+		e := newEnvWithLimits(t, httpadapter.RateLimits{Claim: c.claim})
+		alice := e.login(101, "alice", false)
+		var err error
+		for i := 0; i <= burst && err == nil; i++ {
+			_, err = alice.c.ClaimKeyPackages(ctx, 102, 0)
+		}
+		if c.limited {
+			apiErr(t, err, 429, "P2CORE_RATE_LIMITED")
+		} else if err != nil {
+			t.Errorf("%s Claim rate: %v", c.name, err)
+		}
+	}
+}
+
 // newEnvWithLimits is newEnv with explicit rate limits and a frozen clock
 // for the limiter, so refills never happen during the test.
 func newEnvWithLimits(t *testing.T, limits httpadapter.RateLimits) *env {
