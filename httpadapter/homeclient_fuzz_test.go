@@ -30,7 +30,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // valid FID and a normalised server URL; and no message repeats the token.
 // Seeds are real answers of an httpadapter Handler.
 func FuzzHomeClient(f *testing.F) {
-	key, err := idcert.GenerateServerKey("home.example", idcert.Ed25519Legacy, time.Now(), 0, rand.Reader)
+	key, err := idcert.GenerateServerKey("home.example", idcert.ServerEd25519Legacy, time.Now(), 0, rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func (r *keyring) signerAt(now time.Time) (*idcert.ServerKey, []byte, error) {
 }
 
 func (s *Service) generateServerKey(now time.Time) (ServerKey, error) {
-	k, err := idcert.GenerateServerKey(s.cfg.Domain, idcert.Algorithm(s.cfg.ServerKeyAlgorithm), now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
+	k, err := idcert.GenerateServerKey(s.cfg.Domain, idcert.ServerKeyAlgorithm(s.cfg.ServerKeyAlgorithm), now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
 	if err != nil {
 		return ServerKey{}, fmt.Errorf("generate server key: %w", err)
 	}

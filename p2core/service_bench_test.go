@@ -33,7 +33,7 @@ func BenchmarkIssueIDCert(b *testing.B) {
 		}
 		keys[i] = []byte(k.Armored)
 	}
-	server, err := idcert.GenerateServerKey("home.example", idcert.Ed25519Legacy, time.Now().Add(-time.Hour), 0, nil)
+	server, err := idcert.GenerateServerKey("home.example", idcert.ServerEd25519Legacy, time.Now().Add(-time.Hour), 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

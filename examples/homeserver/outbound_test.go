@@ -21,7 +21,7 @@ func TestInsecureFederationAloneDoesNotReachLoopback(t *testing.T) {
 	w := &syncBuffer{}
 	s := startServerLogging(t, t.TempDir(), w, "-insecure-federation")
 	now := time.Now()
-	home, err := idcert.GenerateServerKey("localhost", idcert.Ed25519Legacy, now.Add(-time.Hour), 0, rand.Reader)
+	home, err := idcert.GenerateServerKey("localhost", idcert.ServerEd25519Legacy, now.Add(-time.Hour), 0, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

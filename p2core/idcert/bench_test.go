@@ -37,7 +37,7 @@ func rawEd25519() (sign, verify func()) {
 
 func BenchmarkIssue(b *testing.B) {
 	now := time.Now()
-	server := testServerKey(b, Ed25519Legacy)
+	server := testServerKey(b, ServerEd25519Legacy)
 	client, err := ParseClientKey(openpgpjsKey(b, "legacy"), "alice@example.com", now, Policy{})
 	if err != nil {
 		b.Fatal(err)
@@ -56,7 +56,7 @@ func BenchmarkIssue(b *testing.B) {
 
 func BenchmarkVerify(b *testing.B) {
 	now := time.Now()
-	server := testServerKey(b, Ed25519Legacy)
+	server := testServerKey(b, ServerEd25519Legacy)
 	client, err := ParseClientKey(openpgpjsKey(b, "legacy"), "alice@example.com", now, Policy{})
 	if err != nil {
 		b.Fatal(err)

@@ -71,7 +71,7 @@ type Cert struct {
 	// ClientFingerprint is the fingerprint of the client's primary key.
 	ClientFingerprint []byte
 	// ClientAlgorithm is the client primary key's algorithm family.
-	ClientAlgorithm KeyAlgorithm
+	ClientAlgorithm ClientKeyAlgorithm
 	// MLSSignatureKey is the client's primary public key in MLS
 	// signature_key form (see [ClientKey.MLSSignatureKey]); nil for RSA.
 	MLSSignatureKey []byte
@@ -156,7 +156,7 @@ func Issue(server *ServerKey, client *ClientKey, p IssueParams) (*Cert, error) {
 	secs := uint32(expires.Sub(now) / time.Second)
 
 	hashAlg := crypto.SHA256
-	if server.alg == Ed448 {
+	if server.alg == ServerEd448 {
 		hashAlg = crypto.SHA512
 	}
 	keyID := server.pub.KeyId

@@ -168,22 +168,22 @@ func TestVerifyRejectsEveryFlippedByteOfKeyUserIDAndCertification(t *testing.T) 
 
 func TestVerifyRejectsOtherServersKey(t *testing.T) {
 	now := time.Now()
-	c := issueFor(t, testServerKey(t, Ed25519Legacy), now, IssueParams{SessionID: "s", Now: now})
-	other, err := GenerateServerKey("example.com", Ed25519Legacy, now.Add(-time.Hour), 0, nil)
+	c := issueFor(t, testServerKey(t, ServerEd25519Legacy), now, IssueParams{SessionID: "s", Now: now})
+	other, err := GenerateServerKey("example.com", ServerEd25519Legacy, now.Add(-time.Hour), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Verify(c.Raw, other, now); !errors.Is(err, ErrInvalidCert) || !strings.Contains(err.Error(), "no certification by server key") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := Verify(c.Raw, testServerKey(t, Ed25519V6), now); !errors.Is(err, ErrInvalidCert) {
+	if _, err := Verify(c.Raw, testServerKey(t, ServerEd25519), now); !errors.Is(err, ErrInvalidCert) {
 		t.Fatalf("got %v", err)
 	}
 }
 
 func TestVerifyFIDRejectsOtherFID(t *testing.T) {
 	now := time.Now()
-	c := issueFor(t, testServerKey(t, Ed25519Legacy), now, IssueParams{SessionID: "s", Now: now})
+	c := issueFor(t, testServerKey(t, ServerEd25519Legacy), now, IssueParams{SessionID: "s", Now: now})
 	for _, fid := range []string{"bob@example.com", "alice@example.org", "alice@example.com.evil", ""} {
 		if err := VerifyFID(c, fid); !errors.Is(err, ErrInvalidCert) {
 			t.Errorf("VerifyFID(%q) = %v", fid, err)
@@ -212,7 +212,7 @@ func issueFor(t *testing.T, server *ServerKey, now time.Time, p IssueParams) *Ce
 }
 
 func TestVerifyHonoursTheValidityWindow(t *testing.T) {
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	issuedAt := time.Now().Truncate(time.Second)
 	c := issueFor(t, server, issuedAt, IssueParams{SessionID: "s", Now: issuedAt, Lifetime: time.Hour})
 	if !c.Expires.Equal(issuedAt.Add(time.Hour)) {
@@ -238,7 +238,7 @@ func TestVerifyHonoursTheValidityWindow(t *testing.T) {
 
 func TestIssueClampsExpiryToTheServerKeyExpiry(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
-	server, err := GenerateServerKey("example.com", Ed25519Legacy, now.Add(-time.Hour), 10*24*time.Hour, nil)
+	server, err := GenerateServerKey("example.com", ServerEd25519Legacy, now.Add(-time.Hour), 10*24*time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestIssueClampsExpiryToTheClientKeyExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Issue(testServerKey(t, Ed25519Legacy), client, IssueParams{SessionID: "s", Now: now})
+	c, err := Issue(testServerKey(t, ServerEd25519Legacy), client, IssueParams{SessionID: "s", Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestIssueClampsExpiryToTheClientKeyExpiry(t *testing.T) {
 
 func TestIssueRefusesBadParameters(t *testing.T) {
 	now := time.Now()
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	public, _ := ParsePublicServerKey(server.PublicBinary())
 	client, err := ParseClientKey(openpgpjsKey(t, "legacy"), "alice@example.com", now, Policy{})
 	if err != nil {
@@ -314,7 +314,7 @@ func TestIssueRefusesBadParameters(t *testing.T) {
 }
 
 func TestIssueDefaultsSerialAndTime(t *testing.T) {
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	before := time.Now().Truncate(time.Second)
 	c := issueFor(t, server, time.Now(), IssueParams{SessionID: "~ 32 printable ASCII characters!"})
 	if c.Serial.Version() != 7 {
@@ -334,7 +334,7 @@ func TestIssueDefaultsSerialAndTime(t *testing.T) {
 // only the new certification, so Verify is not left to choose.
 func TestReissueReplacesTheServersEarlierCertification(t *testing.T) {
 	now := time.Now()
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	first := issueFor(t, server, now, IssueParams{SessionID: "old", Now: now})
 	client, err := ParseClientKey(armorOf(t, openpgp.PublicKeyType, first.Raw), "alice@example.com", now, Policy{})
 	if err != nil {
@@ -449,8 +449,8 @@ func craftCert(t *testing.T, server *ServerKey, now time.Time, mutate func(*pack
 
 func TestVerifyChecksEveryFieldOfTheCertification(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
-	server := testServerKey(t, Ed25519Legacy)
-	expiring, err := GenerateServerKey("example.com", Ed25519Legacy, now.Add(-time.Hour), 2*time.Hour, nil)
+	server := testServerKey(t, ServerEd25519Legacy)
+	expiring, err := GenerateServerKey("example.com", ServerEd25519Legacy, now.Add(-time.Hour), 2*time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +516,7 @@ func TestVerifyRejectsRevokedClientKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	c, err := Issue(server, client, IssueParams{SessionID: "s", Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -540,7 +540,7 @@ func TestVerifyRejectsRevokedClientKey(t *testing.T) {
 
 func TestVerifyAndParseCertRefuseNonCertificates(t *testing.T) {
 	now := time.Now()
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	plain := publicBytes(t, newEntity(t, aliceSpec()))
 	priv, _ := server.MarshalPrivate()
 	for name, data := range map[string][]byte{
@@ -572,7 +572,7 @@ func TestKeysAreSafeForConcurrentUse(t *testing.T) {
 	now := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
-	for _, alg := range []Algorithm{Ed25519Legacy, Ed25519V6} {
+	for _, alg := range []ServerKeyAlgorithm{ServerEd25519Legacy, ServerEd25519} {
 		server := testServerKey(t, alg)
 		client, err := ParseClientKey(openpgpjsKey(t, "legacy"), "alice@example.com", now, Policy{})
 		if err != nil {
@@ -609,7 +609,7 @@ func TestKeysAreSafeForConcurrentUse(t *testing.T) {
 // OpenPGP.js agrees with us (TestOpenPGPJSVerifiesIDCert).
 func TestCertificationHashFollowsTheSignatureVersion(t *testing.T) {
 	now := time.Now()
-	for _, alg := range []Algorithm{Ed25519Legacy, Ed25519V6} {
+	for _, alg := range []ServerKeyAlgorithm{ServerEd25519Legacy, ServerEd25519} {
 		server := testServerKey(t, alg)
 		for _, variant := range []string{"legacy", "v6"} {
 			client, err := ParseClientKey(openpgpjsKey(t, variant), "alice@example.com", now, Policy{})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,34 +19,34 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
-// KeyAlgorithm names a family of client primary keys that a [Policy] may
+// ClientKeyAlgorithm names a family of client primary keys that a [Policy] may
 // allow.
-type KeyAlgorithm string
+type ClientKeyAlgorithm string
 
 const (
-	// KeyEd25519Legacy is EdDSA (algorithm 22) on Ed25519, as made by
+	// ClientEd25519Legacy is EdDSA (algorithm 22) on Ed25519, as made by
 	// GnuPG 2.2 and by OpenPGP.js's default "ecc" keys.
-	KeyEd25519Legacy KeyAlgorithm = "ed25519-legacy"
-	// KeyEd25519 is the Ed25519 algorithm (27) of RFC 9580.
-	KeyEd25519 KeyAlgorithm = "ed25519"
-	// KeyEd448 is the Ed448 algorithm (28) of RFC 9580.
-	KeyEd448 KeyAlgorithm = "ed448"
-	// KeyECDSAP256 is ECDSA (algorithm 19) on NIST P-256.
-	KeyECDSAP256 KeyAlgorithm = "ecdsa-p256"
-	// KeyECDSAP384 is ECDSA on NIST P-384.
-	KeyECDSAP384 KeyAlgorithm = "ecdsa-p384"
-	// KeyECDSAP521 is ECDSA on NIST P-521.
-	KeyECDSAP521 KeyAlgorithm = "ecdsa-p521"
-	// KeyRSA is RSA (algorithms 1 and 3) with at least Policy.MinRSABits
+	ClientEd25519Legacy ClientKeyAlgorithm = "ed25519-legacy"
+	// ClientEd25519 is the Ed25519 algorithm (27) of RFC 9580.
+	ClientEd25519 ClientKeyAlgorithm = "ed25519"
+	// ClientEd448 is the Ed448 algorithm (28) of RFC 9580.
+	ClientEd448 ClientKeyAlgorithm = "ed448"
+	// ClientECDSAP256 is ECDSA (algorithm 19) on NIST P-256.
+	ClientECDSAP256 ClientKeyAlgorithm = "ecdsa-p256"
+	// ClientECDSAP384 is ECDSA on NIST P-384.
+	ClientECDSAP384 ClientKeyAlgorithm = "ecdsa-p384"
+	// ClientECDSAP521 is ECDSA on NIST P-521.
+	ClientECDSAP521 ClientKeyAlgorithm = "ecdsa-p521"
+	// ClientRSA is RSA (algorithms 1 and 3) with at least Policy.MinRSABits
 	// and at most 8192 bits. MLS has no RSA cipher suite, so such keys
 	// cannot back MLS KeyPackages.
-	KeyRSA KeyAlgorithm = "rsa"
+	ClientRSA ClientKeyAlgorithm = "rsa"
 )
 
-// DefaultKeyAlgorithms is the set a zero [Policy] allows: every
-// [KeyAlgorithm] this package knows.
-func DefaultKeyAlgorithms() []KeyAlgorithm {
-	return []KeyAlgorithm{KeyEd25519Legacy, KeyEd25519, KeyEd448, KeyECDSAP256, KeyECDSAP384, KeyECDSAP521, KeyRSA}
+// DefaultClientKeyAlgorithms is the set a zero [Policy] allows: every
+// [ClientKeyAlgorithm] this package knows.
+func DefaultClientKeyAlgorithms() []ClientKeyAlgorithm {
+	return []ClientKeyAlgorithm{ClientEd25519Legacy, ClientEd25519, ClientEd448, ClientECDSAP256, ClientECDSAP384, ClientECDSAP521, ClientRSA}
 }
 
 // DefaultMaxArmoredSize is the armored-size cap a zero Policy applies.
@@ -72,9 +73,9 @@ type Policy struct {
 	// parsing. 0 means DefaultMaxArmoredSize (64 KiB).
 	MaxArmoredSize int
 	// Algorithms lists the allowed primary-key algorithms. nil or empty
-	// means DefaultKeyAlgorithms().
-	Algorithms []KeyAlgorithm
-	// MinRSABits is the smallest RSA modulus accepted when KeyRSA is
+	// means DefaultClientKeyAlgorithms().
+	Algorithms []ClientKeyAlgorithm
+	// MinRSABits is the smallest RSA modulus accepted when ClientRSA is
 	// allowed. 0 means DefaultMinRSABits (2048).
 	MinRSABits int
 	// ClockSkew is how far after now the key's creation time may be:
@@ -84,6 +85,25 @@ type Policy struct {
 	// Zero or negative allows none. p2core passes its Config.ClockSkew
 	// (default 5 minutes).
 	ClockSkew time.Duration
+}
+
+// Check returns an error naming the first field of pol that
+// [ParseClientKey] could not apply: a negative size, an algorithm that is
+// not one of the ClientKeyAlgorithm constants, or a MinRSABits outside 0
+// to the largest RSA modulus accepted (8192).
+func (pol Policy) Check() error {
+	if pol.MaxArmoredSize < 0 {
+		return fmt.Errorf("idcert: Policy.MaxArmoredSize %d is negative", pol.MaxArmoredSize)
+	}
+	if pol.MinRSABits < 0 || pol.MinRSABits > maxRSABits {
+		return fmt.Errorf("idcert: Policy.MinRSABits %d is outside 0 to %d", pol.MinRSABits, maxRSABits)
+	}
+	for _, a := range pol.Algorithms {
+		if !slices.Contains(DefaultClientKeyAlgorithms(), a) {
+			return fmt.Errorf("idcert: unknown client key algorithm %q in Policy.Algorithms (known: %s)", a, joinAlgs(DefaultClientKeyAlgorithms()))
+		}
+	}
+	return nil
 }
 
 // ClientKey is a client's public key that passed the checks of route 8,
@@ -96,7 +116,7 @@ type ClientKey struct {
 	entity   *openpgp.Entity
 	uid      string
 	fid      string
-	alg      KeyAlgorithm
+	alg      ClientKeyAlgorithm
 	mlsKey   []byte // nil for RSA
 	expires  time.Time
 }
@@ -329,14 +349,14 @@ func readSingleEntity(body []byte) (*openpgp.Entity, error) {
 	return e, nil
 }
 
-// classifyClientKey maps the primary key to a KeyAlgorithm, applies pol and
+// classifyClientKey maps the primary key to a ClientKeyAlgorithm, applies pol and
 // extracts the MLS signature_key encoding.
-func classifyClientKey(pub *packet.PublicKey, pol Policy) (KeyAlgorithm, []byte, error) {
+func classifyClientKey(pub *packet.PublicKey, pol Policy) (ClientKeyAlgorithm, []byte, error) {
 	alg, mls, err := keyAlgorithm(pub)
 	if err != nil {
 		return "", nil, fail(ErrInvalidPublicKey, "%v", err)
 	}
-	if alg == KeyRSA {
+	if alg == ClientRSA {
 		minBits := pol.MinRSABits
 		if minBits <= 0 {
 			minBits = DefaultMinRSABits
@@ -351,7 +371,7 @@ func classifyClientKey(pub *packet.PublicKey, pol Policy) (KeyAlgorithm, []byte,
 	}
 	allowed := pol.Algorithms
 	if len(allowed) == 0 {
-		allowed = DefaultKeyAlgorithms()
+		allowed = DefaultClientKeyAlgorithms()
 	}
 	for _, a := range allowed {
 		if a == alg {
@@ -361,10 +381,10 @@ func classifyClientKey(pub *packet.PublicKey, pol Policy) (KeyAlgorithm, []byte,
 	return "", nil, fail(ErrInvalidPublicKey, "primary key algorithm %s is not allowed here (allowed: %s)", alg, joinAlgs(allowed))
 }
 
-// keyAlgorithm maps a primary key to its KeyAlgorithm and MLS
+// keyAlgorithm maps a primary key to its ClientKeyAlgorithm and MLS
 // signature_key encoding (nil for RSA).
-func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
-	var alg KeyAlgorithm
+func keyAlgorithm(pub *packet.PublicKey) (ClientKeyAlgorithm, []byte, error) {
+	var alg ClientKeyAlgorithm
 	var mls []byte
 	switch pub.PubKeyAlgo {
 	case packet.PubKeyAlgoEdDSA:
@@ -372,13 +392,13 @@ func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
 		if err != nil || c != packet.Curve25519 {
 			return "", nil, errors.New("EdDSA (algorithm 22) keys are accepted on Ed25519 only")
 		}
-		alg = KeyEd25519Legacy
+		alg = ClientEd25519Legacy
 		mls = rawPoint(pub.PublicKey, 32)
 	case packet.PubKeyAlgoEd25519:
-		alg = KeyEd25519
+		alg = ClientEd25519
 		mls = rawPoint(pub.PublicKey, 32)
 	case packet.PubKeyAlgoEd448:
-		alg = KeyEd448
+		alg = ClientEd448
 		mls = rawPoint(pub.PublicKey, 57)
 	case packet.PubKeyAlgoECDSA:
 		c, err := pub.Curve()
@@ -387,11 +407,11 @@ func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
 		}
 		switch c {
 		case packet.CurveNistP256:
-			alg = KeyECDSAP256
+			alg = ClientECDSAP256
 		case packet.CurveNistP384:
-			alg = KeyECDSAP384
+			alg = ClientECDSAP384
 		case packet.CurveNistP521:
-			alg = KeyECDSAP521
+			alg = ClientECDSAP521
 		default:
 			return "", nil, fmt.Errorf("ECDSA keys are accepted on NIST P-256, P-384 and P-521 only, not %s", c)
 		}
@@ -402,7 +422,7 @@ func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
 			return "", nil, errors.New("malformed ECDSA public point")
 		}
 	case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly:
-		return KeyRSA, nil, nil
+		return ClientRSA, nil, nil
 	default:
 		return "", nil, fmt.Errorf("primary key algorithm %d is not supported", pub.PubKeyAlgo)
 	}
@@ -412,7 +432,7 @@ func keyAlgorithm(pub *packet.PublicKey) (KeyAlgorithm, []byte, error) {
 	return alg, mls, nil
 }
 
-func joinAlgs(algs []KeyAlgorithm) string {
+func joinAlgs(algs []ClientKeyAlgorithm) string {
 	s := make([]string, len(algs))
 	for i, a := range algs {
 		s[i] = string(a)
@@ -449,7 +469,7 @@ func (k *ClientKey) UserID() string { return k.uid }
 func (k *ClientKey) FID() string { return k.fid }
 
 // Algorithm returns the primary key's algorithm family.
-func (k *ClientKey) Algorithm() KeyAlgorithm { return k.alg }
+func (k *ClientKey) Algorithm() ClientKeyAlgorithm { return k.alg }
 
 // Expires returns when the key expires according to its self-signatures, in
 // UTC; zero means never. ID-Certs over the key never outlive it.

@@ -18,13 +18,13 @@ import (
 
 func TestParseClientKeyAcceptsOpenPGPJSKeysAsTheyAre(t *testing.T) {
 	for variant, want := range map[string]struct {
-		alg    KeyAlgorithm
+		alg    ClientKeyAlgorithm
 		mlsLen int
 		fpLen  int
 	}{
-		"legacy": {KeyEd25519Legacy, 32, 20},
-		"v6":     {KeyEd25519, 32, 32},
-		"p256":   {KeyECDSAP256, 65, 20},
+		"legacy": {ClientEd25519Legacy, 32, 20},
+		"v6":     {ClientEd25519, 32, 32},
+		"p256":   {ClientECDSAP256, 65, 20},
 	} {
 		t.Run(variant, func(t *testing.T) {
 			k, err := ParseClientKey(openpgpjsKey(t, variant), "alice@example.com", time.Now(), Policy{})
@@ -53,7 +53,7 @@ func TestParseClientKeyAcceptsGnuPGKeys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", uid, err)
 		}
-		if k.UserID() != uid || k.Algorithm() != KeyEd25519Legacy || k.Expires().IsZero() {
+		if k.UserID() != uid || k.Algorithm() != ClientEd25519Legacy || k.Expires().IsZero() {
 			t.Fatalf("%s: User ID %q algorithm %s expires %v", uid, k.UserID(), k.Algorithm(), k.Expires())
 		}
 	}
@@ -66,16 +66,16 @@ func TestMLSSignatureKeyMatchesThePrimaryKey(t *testing.T) {
 	now := time.Now()
 	cases := []struct {
 		spec   keySpec
-		alg    KeyAlgorithm
+		alg    ClientKeyAlgorithm
 		mlsLen int
 		check  func([]byte) error
 	}{
-		{keySpec{alg: packet.PubKeyAlgoEdDSA, curve: packet.Curve25519}, KeyEd25519Legacy, 32, nil},
-		{keySpec{alg: packet.PubKeyAlgoEd25519, v6: true}, KeyEd25519, 32, nil},
-		{keySpec{alg: packet.PubKeyAlgoEd448, v6: true}, KeyEd448, 57, nil},
-		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP256}, KeyECDSAP256, 65, func(b []byte) error { _, err := ecdh.P256().NewPublicKey(b); return err }},
-		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP384}, KeyECDSAP384, 97, func(b []byte) error { _, err := ecdh.P384().NewPublicKey(b); return err }},
-		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP521}, KeyECDSAP521, 133, func(b []byte) error { _, err := ecdh.P521().NewPublicKey(b); return err }},
+		{keySpec{alg: packet.PubKeyAlgoEdDSA, curve: packet.Curve25519}, ClientEd25519Legacy, 32, nil},
+		{keySpec{alg: packet.PubKeyAlgoEd25519, v6: true}, ClientEd25519, 32, nil},
+		{keySpec{alg: packet.PubKeyAlgoEd448, v6: true}, ClientEd448, 57, nil},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP256}, ClientECDSAP256, 65, func(b []byte) error { _, err := ecdh.P256().NewPublicKey(b); return err }},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP384}, ClientECDSAP384, 97, func(b []byte) error { _, err := ecdh.P384().NewPublicKey(b); return err }},
+		{keySpec{alg: packet.PubKeyAlgoECDSA, curve: packet.CurveNistP521}, ClientECDSAP521, 133, func(b []byte) error { _, err := ecdh.P521().NewPublicKey(b); return err }},
 	}
 	for _, c := range cases {
 		t.Run(string(c.alg), func(t *testing.T) {
@@ -180,7 +180,7 @@ func TestParseClientKeyRefusals(t *testing.T) {
 		{"broken self-signature", armorOf(t, openpgp.PublicKeyType, badSelfSig), "", Policy{}, "self-signature"},
 		{"SHA-1 self-signature", armoredPublic(t, shaOne), "", Policy{}, "self-signed only with SHA-1"},
 		{"RSA-1024", armoredPublic(t, rsa1024), "", Policy{}, "at least 2048 bits"},
-		{"policy without EdDSA", armoredPublic(t, alice), "", Policy{Algorithms: []KeyAlgorithm{KeyECDSAP256, KeyEd25519}}, "not allowed"},
+		{"policy without EdDSA", armoredPublic(t, alice), "", Policy{Algorithms: []ClientKeyAlgorithm{ClientECDSAP256, ClientEd25519}}, "not allowed"},
 		{"policy with higher RSA floor", armoredPublic(t, newEntity(t, keySpec{name: "Alice", email: "alice@example.com", alg: packet.PubKeyAlgoRSA, rsaBits: 2048})), "", Policy{MinRSABits: 3072}, "at least 3072 bits"},
 		{"invalid FID argument", armoredPublic(t, alice), "alice", Policy{}, "not a federation ID"},
 	}

@@ -32,7 +32,7 @@
 //
 // The bytes are binary OpenPGP, so `gpg --import` accepts them once the
 // server key is known, and `gpg --check-sigs` shows the certification as good
-// (GnuPG 2.2 handles v4 keys only: use the default [Ed25519Legacy] server key
+// (GnuPG 2.2 handles v4 keys only: use the default [ServerEd25519Legacy] server key
 // and v4 client keys for that).
 //
 // # Decisions beyond RFC 9580 and polyproto-core

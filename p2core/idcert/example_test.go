@@ -16,7 +16,7 @@ func Example() {
 	now := time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC)
 
 	// Home server, once: its identity key (store MarshalPrivate()).
-	server, err := idcert.GenerateServerKey("example.com", idcert.Ed25519Legacy, now, 0, nil)
+	server, err := idcert.GenerateServerKey("example.com", idcert.ServerEd25519Legacy, now, 0, nil)
 	if err != nil {
 		panic(err)
 	}

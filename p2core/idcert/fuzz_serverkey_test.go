@@ -18,7 +18,7 @@ import (
 // private.
 func FuzzParsePublicServerKey(f *testing.F) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, alg := range []idcert.Algorithm{idcert.Ed25519Legacy, idcert.Ed25519V6, idcert.Ed448, idcert.RSA3072} {
+	for _, alg := range []idcert.ServerKeyAlgorithm{idcert.ServerEd25519Legacy, idcert.ServerEd25519, idcert.ServerEd448, idcert.ServerRSA3072} {
 		k, err := idcert.GenerateServerKey("home.example", alg, now, 0, rand.Reader)
 		if err != nil {
 			f.Fatal(err)
@@ -31,7 +31,7 @@ func FuzzParsePublicServerKey(f *testing.F) {
 		}
 		f.Add(priv)
 	}
-	expiring, err := idcert.GenerateServerKey("home.example", idcert.Ed25519Legacy, now, time.Hour, rand.Reader)
+	expiring, err := idcert.GenerateServerKey("home.example", idcert.ServerEd25519Legacy, now, time.Hour, rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}

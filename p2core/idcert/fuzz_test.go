@@ -40,7 +40,7 @@ func FuzzParseClientKey(f *testing.F) {
 		if err != nil || !strings.EqualFold(email, "alice@example.com") || len(k.Fingerprint()) < 20 {
 			t.Fatalf("accepted key with User ID %q", k.UserID())
 		}
-		if _, err := k.MLSSignatureKey(); (err == nil) == (k.Algorithm() == KeyRSA) {
+		if _, err := k.MLSSignatureKey(); (err == nil) == (k.Algorithm() == ClientRSA) {
 			t.Fatalf("MLSSignatureKey for %s: %v", k.Algorithm(), err)
 		}
 	})

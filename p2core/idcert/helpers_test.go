@@ -20,17 +20,17 @@ import (
 // Test fixtures. Keys are expensive (RSA-3072 takes seconds under -race),
 // so each is made once per test binary and shared; they are immutable.
 
-var allServerAlgorithms = []Algorithm{Ed25519Legacy, Ed25519V6, Ed448, RSA3072}
+var allServerAlgorithms = []ServerKeyAlgorithm{ServerEd25519Legacy, ServerEd25519, ServerEd448, ServerRSA3072}
 
 var (
 	fixtureMu      sync.Mutex
-	serverKeyCache = map[Algorithm]*ServerKey{}
+	serverKeyCache = map[ServerKeyAlgorithm]*ServerKey{}
 	gpgKeyCache    = map[string][]byte{}
 )
 
 // testServerKey returns a shared server key of alg for example.com,
 // created a day ago, without expiry.
-func testServerKey(t testing.TB, alg Algorithm) *ServerKey {
+func testServerKey(t testing.TB, alg ServerKeyAlgorithm) *ServerKey {
 	t.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
@@ -52,7 +52,7 @@ func deterministicServerKey(t testing.TB) *ServerKey {
 	t.Helper()
 	var seed [32]byte
 	copy(seed[:], "p2kit idcert fuzz server key....")
-	k, err := GenerateServerKey("example.com", Ed25519Legacy, time.Unix(1700000000, 0), 0, rand.NewChaCha8(seed))
+	k, err := GenerateServerKey("example.com", ServerEd25519Legacy, time.Unix(1700000000, 0), 0, rand.NewChaCha8(seed))
 	if err != nil {
 		t.Fatal(err)
 	}

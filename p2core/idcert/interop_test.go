@@ -22,7 +22,7 @@ func TestGnuPGAcceptsIDCert(t *testing.T) {
 			clients = append(clients, cc)
 		}
 	}
-	for _, alg := range []Algorithm{Ed25519Legacy, RSA3072} {
+	for _, alg := range []ServerKeyAlgorithm{ServerEd25519Legacy, ServerRSA3072} {
 		server := testServerKey(t, alg)
 		keyID := fmt.Sprintf("%X", server.Fingerprint()[len(server.Fingerprint())-8:])
 		for _, cc := range clients {

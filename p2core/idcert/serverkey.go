@@ -13,24 +13,37 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
-// Algorithm names the kind of OpenPGP key used as a server identity key.
-// The zero value means [Ed25519Legacy].
-type Algorithm string
+// ServerKeyAlgorithm names the kind of OpenPGP key used as a server
+// identity key. Its values name the OpenPGP algorithm as
+// [ClientKeyAlgorithm]'s do ("ed25519-legacy" is EdDSA, algorithm 22, for
+// both), so one name never means two algorithms. The zero value means
+// [ServerEd25519Legacy].
+type ServerKeyAlgorithm string
 
 const (
-	// Ed25519Legacy is a v4 key with the EdDSA algorithm (22) on Ed25519:
-	// the default, because GnuPG 2.2 verifies nothing newer.
-	Ed25519Legacy Algorithm = "ed25519"
-	// Ed25519V6 is a v6 key with the Ed25519 algorithm (27) of RFC 9580.
-	// GnuPG 2.2 cannot read it.
-	Ed25519V6 Algorithm = "ed25519-v6"
-	// Ed448 is a v6 key with the Ed448 algorithm (28) of RFC 9580,
+	// ServerEd25519Legacy is a v4 key with the EdDSA algorithm (22) on
+	// Ed25519: the default, because GnuPG 2.2 verifies nothing newer.
+	ServerEd25519Legacy ServerKeyAlgorithm = "ed25519-legacy"
+	// ServerEd25519 is a v6 key with the Ed25519 algorithm (27) of RFC
+	// 9580. GnuPG 2.2 cannot read it.
+	ServerEd25519 ServerKeyAlgorithm = "ed25519"
+	// ServerEd448 is a v6 key with the Ed448 algorithm (28) of RFC 9580,
 	// signing with SHA-512. GnuPG 2.2 cannot read it.
-	Ed448 Algorithm = "ed448"
-	// RSA3072 is a v4 RSA key with a 3072-bit modulus (parsing accepts
-	// larger moduli too), signing with SHA-256.
-	RSA3072 Algorithm = "rsa3072"
+	ServerEd448 ServerKeyAlgorithm = "ed448"
+	// ServerRSA3072 is a v4 RSA key with a 3072-bit modulus (parsing
+	// accepts larger moduli too), signing with SHA-256.
+	ServerRSA3072 ServerKeyAlgorithm = "rsa3072"
 )
+
+// Check returns nil when a is "" or one of the ServerKeyAlgorithm
+// constants, else an error matching [ErrInvalidServerKey] that lists them.
+func (a ServerKeyAlgorithm) Check() error {
+	switch a {
+	case "", ServerEd25519Legacy, ServerEd25519, ServerEd448, ServerRSA3072:
+		return nil
+	}
+	return fail(ErrInvalidServerKey, "unknown server key algorithm %q (known: %s, %s, %s, %s)", a, ServerEd25519Legacy, ServerEd25519, ServerEd448, ServerRSA3072)
+}
 
 // ServerKey is a home server's OpenPGP identity key: one primary key whose
 // only User ID is the server's domain, with key flags certify and sign
@@ -42,7 +55,7 @@ type ServerKey struct {
 	entity    *openpgp.Entity
 	pub       *packet.PublicKey
 	priv      *packet.PrivateKey // nil for a public-only key
-	alg       Algorithm
+	alg       ServerKeyAlgorithm
 	domain    string
 	created   time.Time
 	expires   time.Time // zero: never
@@ -51,7 +64,7 @@ type ServerKey struct {
 
 // GenerateServerKey creates a new server identity key for domain, created at
 // now (truncated to the second, as OpenPGP stores it) and valid for lifetime
-// (0 means no expiry). alg "" means [Ed25519Legacy]. rand is the entropy
+// (0 means no expiry). alg "" means [ServerEd25519Legacy]. rand is the entropy
 // source (nil: crypto/rand); note that since Go 1.26 the standard library's
 // RSA key generation ignores custom readers and always uses crypto/rand.
 //
@@ -59,7 +72,7 @@ type ServerKey struct {
 // for Ed448) and its flags are certify+sign, because OpenPGP.js refuses
 // certifications made by a certify-only key. It has no subkeys. Errors match
 // [ErrInvalidServerKey].
-func GenerateServerKey(domain string, alg Algorithm, now time.Time, lifetime time.Duration, rand io.Reader) (*ServerKey, error) {
+func GenerateServerKey(domain string, alg ServerKeyAlgorithm, now time.Time, lifetime time.Duration, rand io.Reader) (*ServerKey, error) {
 	if !validFID("server@" + domain) {
 		return nil, fail(ErrInvalidServerKey, "%q is not a valid domain name", domain)
 	}
@@ -82,22 +95,22 @@ func GenerateServerKey(domain string, alg Algorithm, now time.Time, lifetime tim
 		NonDeterministicSignaturesViaNotation: packet.BoolPointer(false),
 	}
 	switch alg {
-	case "", Ed25519Legacy:
-		alg = Ed25519Legacy
+	case "", ServerEd25519Legacy:
+		alg = ServerEd25519Legacy
 		cfg.Algorithm = packet.PubKeyAlgoEdDSA
 		cfg.Curve = packet.Curve25519
-	case Ed25519V6:
+	case ServerEd25519:
 		cfg.Algorithm = packet.PubKeyAlgoEd25519
 		cfg.V6Keys = true
-	case Ed448:
+	case ServerEd448:
 		cfg.Algorithm = packet.PubKeyAlgoEd448
 		cfg.V6Keys = true
 		cfg.DefaultHash = crypto.SHA512
-	case RSA3072:
+	case ServerRSA3072:
 		cfg.Algorithm = packet.PubKeyAlgoRSA
 		cfg.RSABits = 3072
 	default:
-		return nil, fail(ErrInvalidServerKey, "unknown server key algorithm %q", alg)
+		return nil, alg.Check()
 	}
 	e, err := openpgp.NewEntity(domain, "", "", cfg)
 	if err != nil {
@@ -197,16 +210,16 @@ func newServerKey(e *openpgp.Entity, withPrivate bool) (*ServerKey, error) {
 		if c, err := pub.Curve(); err != nil || c != packet.Curve25519 {
 			return nil, fail(ErrInvalidServerKey, "EdDSA server keys must use Ed25519")
 		}
-		k.alg = Ed25519Legacy
+		k.alg = ServerEd25519Legacy
 	case pub.Version == 6 && pub.PubKeyAlgo == packet.PubKeyAlgoEd25519:
-		k.alg = Ed25519V6
+		k.alg = ServerEd25519
 	case pub.Version == 6 && pub.PubKeyAlgo == packet.PubKeyAlgoEd448:
-		k.alg = Ed448
+		k.alg = ServerEd448
 	case pub.Version == 4 && (pub.PubKeyAlgo == packet.PubKeyAlgoRSA || pub.PubKeyAlgo == packet.PubKeyAlgoRSASignOnly):
 		if bits, err := pub.BitLength(); err != nil || bits < 3072 {
 			return nil, fail(ErrInvalidServerKey, "RSA server keys need at least 3072 bits")
 		}
-		k.alg = RSA3072
+		k.alg = ServerRSA3072
 	default:
 		return nil, fail(ErrInvalidServerKey, "unsupported server key: version %d, algorithm %d", pub.Version, pub.PubKeyAlgo)
 	}
@@ -251,7 +264,7 @@ func newServerKey(e *openpgp.Entity, withPrivate bool) (*ServerKey, error) {
 }
 
 // Algorithm reports the kind of key.
-func (k *ServerKey) Algorithm() Algorithm { return k.alg }
+func (k *ServerKey) Algorithm() ServerKeyAlgorithm { return k.alg }
 
 // Domain returns the key's User ID, the server's domain.
 func (k *ServerKey) Domain() string { return k.domain }

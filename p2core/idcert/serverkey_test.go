@@ -13,15 +13,15 @@ import (
 )
 
 func TestGenerateServerKeyHasTheShapeOfEachAlgorithm(t *testing.T) {
-	want := map[Algorithm]struct {
+	want := map[ServerKeyAlgorithm]struct {
 		version int
 		algo    packet.PublicKeyAlgorithm
 		fpLen   int
 	}{
-		Ed25519Legacy: {4, packet.PubKeyAlgoEdDSA, 20},
-		Ed25519V6:     {6, packet.PubKeyAlgoEd25519, 32},
-		Ed448:         {6, packet.PubKeyAlgoEd448, 32},
-		RSA3072:       {4, packet.PubKeyAlgoRSA, 20},
+		ServerEd25519Legacy: {4, packet.PubKeyAlgoEdDSA, 20},
+		ServerEd25519:       {6, packet.PubKeyAlgoEd25519, 32},
+		ServerEd448:         {6, packet.PubKeyAlgoEd448, 32},
+		ServerRSA3072:       {4, packet.PubKeyAlgoRSA, 20},
 	}
 	for _, alg := range allServerAlgorithms {
 		t.Run(string(alg), func(t *testing.T) {
@@ -112,7 +112,7 @@ func TestGenerateServerKeyRecordsLifetime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Algorithm() != Ed25519Legacy {
+	if k.Algorithm() != ServerEd25519Legacy {
 		t.Fatalf("default algorithm %s", k.Algorithm())
 	}
 	if want := now.Truncate(time.Second); !k.Created().Equal(want) || !k.Expires().Equal(want.Add(10*24*time.Hour)) {
@@ -139,8 +139,8 @@ func TestGenerateServerKeyRefusesBadArguments(t *testing.T) {
 }
 
 func TestParseServerKeyRefusals(t *testing.T) {
-	k := testServerKey(t, Ed25519Legacy)
-	other := testServerKey(t, Ed25519V6)
+	k := testServerKey(t, ServerEd25519Legacy)
+	other := testServerKey(t, ServerEd25519)
 	client := newEntity(t, aliceSpec())
 	addUserID(t, client, "second", time.Now().Add(-time.Minute))
 	cases := map[string]struct {
@@ -171,7 +171,7 @@ func TestParseServerKeyRefusals(t *testing.T) {
 }
 
 func TestServerKeyFormattingNeverShowsPrivateKey(t *testing.T) {
-	k := testServerKey(t, Ed25519Legacy)
+	k := testServerKey(t, ServerEd25519Legacy)
 	want := fmt.Sprintf("idcert.ServerKey{ed25519 example.com %X}", k.Fingerprint())
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		if got := fmt.Sprintf(verb, k); got != want {
