@@ -236,8 +236,8 @@ func (c *Client) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite
 }
 
 // KeyPackageStatus reads the session's KeyPackage supply (route 15).
-func (c *Client) KeyPackageStatus(ctx context.Context) (KeyPackageStatus, error) {
-	var st KeyPackageStatus
+func (c *Client) KeyPackageStatus(ctx context.Context) (p2core.KeyPackageStatus, error) {
+	var st p2core.KeyPackageStatus
 	err := c.Do(ctx, http.MethodGet, "/p2core/keypackage/@me/status", nil, nil, &st)
 	return st, err
 }

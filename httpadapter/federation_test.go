@@ -303,7 +303,7 @@ func TestForeignLoginRefusesExpiredCert(t *testing.T) {
 	a, b := pair(t)
 	alice := a.traveller(101, "alice")
 	tok := alice.token(t, b.url)
-	b.clock.Add(p2core.DefaultIDCertLifetime + time.Second)
+	b.clock.Add(idcert.DefaultCertLifetime + time.Second)
 	_, err := b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert})
 	apiErr(t, err, 400, "P2CORE_INVALID_ID_CERT")
 	if !strings.Contains(err.Error(), "expired") {

@@ -16,7 +16,7 @@ import (
 // effects: alice's KeyPackage supply, her federation tokens, token
 // generation and the server key.
 type headState struct {
-	kp        httpadapter.KeyPackageStatus
+	kp        p2core.KeyPackageStatus
 	enabled   bool
 	serverKey []byte
 }

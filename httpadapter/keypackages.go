@@ -7,14 +7,6 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// KeyPackageStatus is the answer of route 15.
-type KeyPackageStatus struct {
-	Available      int  `json:"available"`
-	LastResort     bool `json:"last_resort"`
-	LastResortUsed bool `json:"last_resort_used"`
-	Low            bool `json:"low"`
-}
-
 func (h *Handler) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p p2core.Principal) error {
 	if err := h.limit("u:"+p.UserID.String(), h.limits.Upload); err != nil {
 		return err
@@ -96,6 +88,6 @@ func (h *Handler) keyPackageStatus(w http.ResponseWriter, r *http.Request, p p2c
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, KeyPackageStatus{Available: st.Available, LastResort: st.LastResort, LastResortUsed: st.LastResortUsed, Low: st.Low})
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/p2kit/p2kit/httpadapter"
+	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/p2core/idcert"
 )
 
@@ -82,7 +83,7 @@ func TestTsMLSKeyPackagesRoundTripThroughServer(t *testing.T) {
 	wantAPIError(t, "upload with a foreign KeyPackage", err, http.StatusBadRequest, "P2CORE_INVALID_KEYPACKAGE", "1", "signature")
 	err = alice.Client.SetLastResort(ctx, foreign)
 	wantAPIError(t, "foreign last resort", err, http.StatusBadRequest, "P2CORE_INVALID_KEYPACKAGE", "signature")
-	wantStatus(t, alice.Client, httpadapter.KeyPackageStatus{Available: 0, LastResort: false, LastResortUsed: false, Low: true})
+	wantStatus(t, alice.Client, p2core.KeyPackageStatus{Available: 0, LastResort: false, LastResortUsed: false, Low: true})
 
 	if err := alice.Client.UploadKeyPackages(ctx, regular); err != nil {
 		t.Fatalf("route 12 refuses ts-mls KeyPackages: %v", err)
@@ -90,7 +91,7 @@ func TestTsMLSKeyPackagesRoundTripThroughServer(t *testing.T) {
 	if err := alice.Client.SetLastResort(ctx, lastResort); err != nil {
 		t.Fatalf("route 13 refuses a ts-mls KeyPackage: %v", err)
 	}
-	wantStatus(t, alice.Client, httpadapter.KeyPackageStatus{Available: 5, LastResort: true, LastResortUsed: false, Low: true})
+	wantStatus(t, alice.Client, p2core.KeyPackageStatus{Available: 5, LastResort: true, LastResortUsed: false, Low: true})
 
 	// bob claims: each regular KeyPackage once, byte for byte, then the
 	// last resort, which stays.
@@ -116,7 +117,7 @@ func TestTsMLSKeyPackagesRoundTripThroughServer(t *testing.T) {
 			t.Fatalf("claim %d: got something other than the last-resort KeyPackage", i+1)
 		}
 	}
-	wantStatus(t, alice.Client, httpadapter.KeyPackageStatus{Available: 0, LastResort: true, LastResortUsed: true, Low: true})
+	wantStatus(t, alice.Client, p2core.KeyPackageStatus{Available: 0, LastResort: true, LastResortUsed: true, Low: true})
 
 	for _, tc := range []struct {
 		name string
@@ -240,7 +241,7 @@ func wantAPIError(t *testing.T, what string, err error, status int, code string,
 }
 
 // wantStatus checks route 15.
-func wantStatus(t *testing.T, c *httpadapter.Client, want httpadapter.KeyPackageStatus) {
+func wantStatus(t *testing.T, c *httpadapter.Client, want p2core.KeyPackageStatus) {
 	t.Helper()
 	got, err := c.KeyPackageStatus(context.Background())
 	if err != nil {

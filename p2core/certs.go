@@ -134,7 +134,7 @@ func (r *keyring) signerAt(now time.Time) (*idcert.ServerKey, []byte, error) {
 }
 
 func (s *Service) generateServerKey(now time.Time) (ServerKey, error) {
-	k, err := idcert.GenerateServerKey(s.cfg.Domain, idcert.ServerKeyAlgorithm(s.cfg.ServerKeyAlgorithm), now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
+	k, err := idcert.GenerateServerKey(s.cfg.Domain, s.cfg.ServerKeyAlgorithm, now, s.cfg.ServerKeyLifetime, s.cfg.Rand)
 	if err != nil {
 		return ServerKey{}, fmt.Errorf("generate server key: %w", err)
 	}
@@ -267,7 +267,7 @@ func (s *Service) IssueIDCert(ctx context.Context, p Principal, value []byte) (I
 // issueLocalIDCert certifies a local session's armored public key.
 func (s *Service) issueLocalIDCert(ctx context.Context, p Principal, armored []byte) (IDCert, error) {
 	now := s.now()
-	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, idcert.Policy{MaxArmoredSize: s.cfg.MaxPublicKeySize, ClockSkew: s.cfg.skew()})
+	ck, err := idcert.ParseClientKey(armored, string(p.FID), now, s.cfg.clientKeyPolicy())
 	if err != nil {
 		if errors.Is(err, idcert.ErrInvalidPublicKey) {
 			return IDCert{}, Errorf(ErrInvalidPublicKey, "%s", err.Error())

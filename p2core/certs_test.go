@@ -3,6 +3,7 @@ package p2core_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +119,78 @@ func TestIssueWithServerKeyFromAFastClock(t *testing.T) {
 			t.Fatalf("issued at %s, want the key's creation %s", c.IssuedAt, k.CreatedAt)
 		}
 	})
+}
+
+// TestNewServiceRefusesConfigItCannotApply checks that a bad value is an
+// error of NewService naming the field, not a failure at the first use.
+func TestNewServiceRefusesConfigItCannotApply(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  p2core.Config
+		want string
+	}{
+		{"server key algorithm", p2core.Config{ServerKeyAlgorithm: "bogus"}, "ServerKeyAlgorithm"},
+		{"v6 name of the old vocabulary", p2core.Config{ServerKeyAlgorithm: "ed25519-v6"}, "ServerKeyAlgorithm"},
+		{"client key algorithm", p2core.Config{ClientKeyAlgorithms: []idcert.ClientKeyAlgorithm{"ed25519", "dsa"}}, `"dsa"`},
+		{"server name as client name", p2core.Config{ClientKeyAlgorithms: []idcert.ClientKeyAlgorithm{"rsa3072"}}, `"rsa3072"`},
+		{"RSA bits", p2core.Config{MinRSABits: 16384}, "MinRSABits"},
+		{"negative RSA bits", p2core.Config{MinRSABits: -1}, "MinRSABits"},
+		{"negative key size", p2core.Config{MaxPublicKeySize: -1}, "MaxArmoredSize"},
+		{"domain", p2core.Config{Domain: "not a domain"}, "Domain"},
+	} {
+		svc, err := p2core.NewService(memstore.New(), c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: NewService = %v, %v; want an error naming %s", c.name, svc, err, c.want)
+		}
+	}
+}
+
+// TestConfigDefaultsAreTheRulePackagesDefaults checks that the effective
+// Config takes its ID-Cert and client key defaults from idcert, which
+// defines them, and generates the default server key.
+func TestConfigDefaultsAreTheRulePackagesDefaults(t *testing.T) {
+	svc, err := p2core.NewService(memstore.New(), p2core.Config{Domain: "home.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := svc.Config()
+	if cfg.IDCertLifetime != idcert.DefaultCertLifetime || cfg.MaxPublicKeySize != idcert.DefaultMaxArmoredSize ||
+		cfg.MinRSABits != idcert.DefaultMinRSABits || len(cfg.ClientKeyAlgorithms) != len(idcert.DefaultClientKeyAlgorithms()) ||
+		cfg.ServerKeyAlgorithm != idcert.ServerEd25519Legacy {
+		t.Fatalf("effective config %+v", cfg)
+	}
+	k, err := svc.ServerPublicKey(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Algorithm != string(idcert.ServerEd25519Legacy) {
+		t.Fatalf("default server key algorithm %q", k.Algorithm)
+	}
+}
+
+// TestClientKeyAlgorithmsConfigRestrictsRoute8 sets the client key policy
+// through Config: with only ECDSA P-256 allowed, route 8 refuses the
+// Ed25519 key it accepts by default.
+func TestClientKeyAlgorithmsConfigRestrictsRoute8(t *testing.T) {
+	key, err := idcerttest.NewClientKey("alice@home.test", nil, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := p2core.Principal{UserID: 101, FID: "alice@home.test", SessionID: "s1"}
+	for _, c := range []struct {
+		algs []idcert.ClientKeyAlgorithm
+		ok   bool
+	}{{nil, true}, {[]idcert.ClientKeyAlgorithm{idcert.ClientECDSAP256}, false}} {
+		svc, err := p2core.NewService(memstore.New(), p2core.Config{Domain: "home.test", ClientKeyAlgorithms: c.algs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.IssueIDCert(ctx, p, []byte(key.Armored))
+		if c.ok && err != nil {
+			t.Errorf("algorithms %v: %v", c.algs, err)
+		}
+		if !c.ok && (!errors.Is(err, p2core.ErrInvalidPublicKey) || !strings.Contains(p2core.Message(err), "not allowed")) {
+			t.Errorf("algorithms %v: %v, want ErrInvalidPublicKey saying the algorithm is not allowed", c.algs, err)
+		}
+	}
 }

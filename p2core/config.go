@@ -3,21 +3,24 @@ package p2core
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/p2kit/p2kit/p2core/idcert"
 	"github.com/p2kit/p2kit/p2core/mls"
 )
 
-// Defaults used when the matching Config field is zero.
+// Defaults used when the matching Config field is zero. Defaults of the
+// ID-Cert and KeyPackage rules are those of the packages that apply them
+// (idcert.DefaultCertLifetime, idcert.DefaultMaxArmoredSize,
+// idcert.DefaultMinRSABits, mls.DefaultMaxLifetime), defined there only.
 const (
 	DefaultTokenTTL                 = 5 * time.Minute
-	DefaultIDCertLifetime           = 30 * 24 * time.Hour
-	DefaultMaxKeyPackageLifetime    = 90 * 24 * time.Hour
 	DefaultMaxKeyPackagesPerSession = 1000
 	DefaultLowKeyPackageThreshold   = 10
-	DefaultMaxPublicKeySize         = 64 << 10
 	DefaultDomain                   = "localhost"
 	DefaultHomeKeyTTL               = 5 * time.Minute
 	DefaultClockSkew                = 5 * time.Minute
@@ -69,22 +72,36 @@ type Config struct {
 	// TokenTTL is the lifetime of a federation token. Default 5 minutes.
 	TokenTTL time.Duration
 	// IDCertLifetime is the lifetime of an ID-Cert, never past the server
-	// key's expiry. Default 30 days.
+	// key's expiry. Default idcert.DefaultCertLifetime (30 days).
 	IDCertLifetime time.Duration
-	// ServerKeyAlgorithm is the algorithm of generated server keys:
-	// "ed25519" (v4 EdDSA, default), "ed25519-v6", "ed448" or "rsa3072".
-	ServerKeyAlgorithm string
+	// ServerKeyAlgorithm is the algorithm of generated server keys, one of
+	// the idcert.ServerKeyAlgorithm constants. Default
+	// idcert.ServerEd25519Legacy (a v4 EdDSA key, which GnuPG 2.2 can
+	// verify). NewService refuses any other value.
+	ServerKeyAlgorithm idcert.ServerKeyAlgorithm
 	// ServerKeyLifetime is the expiry set on generated server keys. Default
 	// 0: no expiry.
 	ServerKeyLifetime time.Duration
 	// MaxPublicKeySize caps the armored public key of route 8, in bytes.
-	// Default 64 KiB.
+	// Default idcert.DefaultMaxArmoredSize (64 KiB); NewService refuses a
+	// negative one.
 	MaxPublicKeySize int
+	// ClientKeyAlgorithms lists the primary-key algorithms route 8 accepts
+	// for client keys, from the idcert.ClientKeyAlgorithm constants.
+	// Default: all of them (idcert.DefaultClientKeyAlgorithms). NewService
+	// refuses an unknown one.
+	ClientKeyAlgorithms []idcert.ClientKeyAlgorithm
+	// MinRSABits is the smallest RSA modulus route 8 accepts when
+	// ClientKeyAlgorithms allows idcert.ClientRSA. Default
+	// idcert.DefaultMinRSABits (2048); NewService refuses a value outside
+	// 0 to 8192.
+	MinRSABits int
 	// MaxKeyPackageLifetime caps a KeyPackage's lifetime (not_after -
-	// not_before). Default 90 days; negative disables the cap.
+	// not_before). Default mls.DefaultMaxLifetime (90 days); negative
+	// disables the cap.
 	MaxKeyPackageLifetime time.Duration
 	// CipherSuites lists the MLS cipher suites accepted. Default: all of
-	// RFC 9420's 1-7.
+	// RFC 9420's 1-7 (mls.Options' nil CipherSuites).
 	CipherSuites []uint16
 	// MaxKeyPackagesPerSession caps a session's regular KeyPackages.
 	// Default 1000.
@@ -155,21 +172,27 @@ func (c Config) withDefaults() Config {
 		c.TokenTTL = DefaultTokenTTL
 	}
 	if c.IDCertLifetime <= 0 {
-		c.IDCertLifetime = DefaultIDCertLifetime
+		c.IDCertLifetime = idcert.DefaultCertLifetime
 	}
 	if c.ServerKeyAlgorithm == "" {
-		c.ServerKeyAlgorithm = "ed25519"
+		c.ServerKeyAlgorithm = idcert.ServerEd25519Legacy
 	}
-	if c.MaxPublicKeySize <= 0 {
-		c.MaxPublicKeySize = DefaultMaxPublicKeySize
+	if c.MaxPublicKeySize == 0 {
+		c.MaxPublicKeySize = idcert.DefaultMaxArmoredSize
+	}
+	if len(c.ClientKeyAlgorithms) == 0 {
+		c.ClientKeyAlgorithms = idcert.DefaultClientKeyAlgorithms()
+	} else {
+		c.ClientKeyAlgorithms = slices.Clone(c.ClientKeyAlgorithms)
+	}
+	if c.MinRSABits == 0 {
+		c.MinRSABits = idcert.DefaultMinRSABits
 	}
 	if c.MaxKeyPackageLifetime == 0 {
-		c.MaxKeyPackageLifetime = DefaultMaxKeyPackageLifetime
+		c.MaxKeyPackageLifetime = mls.DefaultMaxLifetime
 	}
-	if len(c.CipherSuites) == 0 {
-		c.CipherSuites = []uint16{1, 2, 3, 4, 5, 6, 7}
-	} else {
-		c.CipherSuites = append([]uint16(nil), c.CipherSuites...)
+	if len(c.CipherSuites) > 0 {
+		c.CipherSuites = slices.Clone(c.CipherSuites)
 	}
 	if c.MaxKeyPackagesPerSession <= 0 {
 		c.MaxKeyPackagesPerSession = DefaultMaxKeyPackagesPerSession
@@ -197,6 +220,26 @@ func (c Config) withDefaults() Config {
 		c.ForeignUserIDs = NewSnowflakes(uint16(w[0])<<8|uint16(w[1]), nil).Next
 	}
 	return c
+}
+
+// check returns an error naming the first field of a Config with defaults
+// filled in that the Service could not apply.
+func (c Config) check() error {
+	if _, err := ParseFID("x@" + c.Domain); err != nil {
+		return fmt.Errorf("p2core: invalid Config.Domain %q", c.Domain)
+	}
+	if err := c.ServerKeyAlgorithm.Check(); err != nil {
+		return fmt.Errorf("p2core: Config.ServerKeyAlgorithm: %w", err)
+	}
+	if err := c.clientKeyPolicy().Check(); err != nil {
+		return fmt.Errorf("p2core: Config client key policy: %w", err)
+	}
+	return nil
+}
+
+// clientKeyPolicy is the idcert.Policy route 8 applies.
+func (c Config) clientKeyPolicy() idcert.Policy {
+	return idcert.Policy{MaxArmoredSize: c.MaxPublicKeySize, Algorithms: c.ClientKeyAlgorithms, MinRSABits: c.MinRSABits, ClockSkew: c.skew()}
 }
 
 // skew is the clock skew allowed: ClockSkew, or none when it is negative.

@@ -250,22 +250,16 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, p Principal, user UserID
 	return claimed, nil
 }
 
-// KeyPackageSupply is the answer of route 15.
-type KeyPackageSupply struct {
-	KeyPackageStatus
-	// Low is true when Available is below Config.LowKeyPackageThreshold.
-	Low bool
-}
-
 // KeyPackageStatus returns the caller's session's KeyPackage supply (route
 // 15).
-func (s *Service) KeyPackageStatus(ctx context.Context, p Principal) (KeyPackageSupply, error) {
+func (s *Service) KeyPackageStatus(ctx context.Context, p Principal) (KeyPackageStatus, error) {
 	if err := requireUser(p); err != nil {
-		return KeyPackageSupply{}, err
+		return KeyPackageStatus{}, err
 	}
 	st, err := s.store.KeyPackageStatus(ctx, p.UserID, p.SessionID, s.now())
 	if err != nil {
-		return KeyPackageSupply{}, fmt.Errorf("KeyPackage status: %w", err)
+		return KeyPackageStatus{}, fmt.Errorf("KeyPackage status: %w", err)
 	}
-	return KeyPackageSupply{KeyPackageStatus: st, Low: st.Available < s.cfg.LowKeyPackageThreshold}, nil
+	st.Low = st.Available < s.cfg.LowKeyPackageThreshold
+	return st, nil
 }

@@ -29,8 +29,8 @@ func NewService(store Store, cfg Config) (*Service, error) {
 		return nil, errors.New("p2core: nil Store")
 	}
 	cfg = cfg.withDefaults()
-	if _, err := ParseFID("x@" + cfg.Domain); err != nil {
-		return nil, fmt.Errorf("p2core: invalid Config.Domain %q", cfg.Domain)
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	self, err := NormalizeServerURL(cfg.SelfURL, cfg.AllowInsecureFederation)
 	if err != nil {

@@ -221,11 +221,16 @@ type ClaimedKeyPackage struct {
 	Remaining int
 }
 
-// KeyPackageStatus is a session's KeyPackage supply.
+// KeyPackageStatus is a session's KeyPackage supply: what
+// KeyPackageStore.KeyPackageStatus counts and, with Low, the answer of
+// route 15 (the JSON names are the route's).
 type KeyPackageStatus struct {
-	Available      int  // unexpired regular KeyPackages
-	LastResort     bool // a last-resort KeyPackage is stored
-	LastResortUsed bool // it was handed out since it was set
+	Available      int  `json:"available"`        // unexpired regular KeyPackages
+	LastResort     bool `json:"last_resort"`      // a last-resort KeyPackage is stored
+	LastResortUsed bool `json:"last_resort_used"` // it was handed out since it was set
+	// Low is true when Available is below Config.LowKeyPackageThreshold.
+	// Service.KeyPackageStatus sets it; a Store leaves it false.
+	Low bool `json:"low"`
 }
 
 // KeyPackageStore keeps KeyPackages and hands each regular one out at most

@@ -585,7 +585,7 @@ func crashUpload(t *testing.T, c *crashClient, u crashUser, b *mlstest.Builder, 
 			return
 		default:
 		}
-		var st httpadapter.KeyPackageStatus
+		var st p2core.KeyPackageStatus
 		r, err := c.call(t, "status", func(hc *httpadapter.Client) (err error) {
 			st, err = hc.KeyPackageStatus(ctx)
 			return err

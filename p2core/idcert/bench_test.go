@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The benchmarks compare Issue and Verify (Ed25519Legacy server key,
+// The benchmarks compare Issue and Verify (ServerEd25519Legacy server key,
 // OpenPGP.js client key) with the raw Ed25519 operation each is built on.
 // BenchmarkRawEd25519Sign/Verify measure that operation on its own; Issue
 // and Verify also time it inline, right after their own loop, and report

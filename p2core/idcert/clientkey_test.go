@@ -357,7 +357,7 @@ func TestParseClientKeyToleratesClockSkew(t *testing.T) {
 		t.Errorf("key created 1 s past the skew: err = %v, want ErrInvalidPublicKey naming 2m1s and the skew 2m0s", err)
 	}
 
-	server := testServerKey(t, Ed25519Legacy)
+	server := testServerKey(t, ServerEd25519Legacy)
 	c, err := Issue(server, k, IssueParams{SessionID: "s1", Now: now})
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func testServerKey(t testing.TB, alg ServerKeyAlgorithm) *ServerKey {
 	return k
 }
 
-// deterministicServerKey returns the same Ed25519Legacy server key on every
+// deterministicServerKey returns the same ServerEd25519Legacy server key on every
 // run (go-crypto draws EdDSA keys from the supplied reader), so that fuzz
 // corpus entries stay meaningful across runs.
 func deterministicServerKey(t testing.TB) *ServerKey {

@@ -172,7 +172,7 @@ func TestParseServerKeyRefusals(t *testing.T) {
 
 func TestServerKeyFormattingNeverShowsPrivateKey(t *testing.T) {
 	k := testServerKey(t, ServerEd25519Legacy)
-	want := fmt.Sprintf("idcert.ServerKey{ed25519 example.com %X}", k.Fingerprint())
+	want := fmt.Sprintf("idcert.ServerKey{ed25519-legacy example.com %X}", k.Fingerprint())
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		if got := fmt.Sprintf(verb, k); got != want {
 			t.Errorf("%s: %q, want %q", verb, got, want)
