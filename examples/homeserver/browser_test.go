@@ -156,7 +156,22 @@ func TestBrowserWebClient(t *testing.T) {
 		suffix = fmt.Sprintf("-%d", time.Now().UnixNano()%1_000_000)
 	}
 
-	profile := t.TempDir()
+	// A fresh profile, removed after the browser has gone: Chromium's
+	// helper processes can still write to it for a moment after the
+	// browser exits, which would fail t.TempDir's clean-up.
+	profile, err := os.MkdirTemp("", "p2kit-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true),
