@@ -152,7 +152,7 @@ func New(svc *p2core.Service, opts Options) *Handler {
 	h.streams = newStreamCounter(opts.MaxStreamsPerSession, opts.MaxStreamsPerUser)
 	h.clientAddr = opts.ClientAddress
 	if h.clientAddr == nil {
-		h.clientAddr = clientAddress
+		h.clientAddr = DefaultClientAddress
 	}
 	h.routes = apiRoutes()
 	h.headOK = map[string]bool{}
@@ -257,7 +257,14 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		id := newRequestID()
 		w.Header().Set("X-Request-Id", id)
 		msg += " (request ID " + id + ")"
-		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		// A 502 is a foreign home server failing a request an anonymous
+		// caller may make at will (route 16): one line at Info, not an
+		// error of this server. Everything else 5xx is this server's.
+		level := slog.LevelError
+		if status == http.StatusBadGateway {
+			level = slog.LevelInfo
+		}
+		h.log.LogAttrs(r.Context(), level, "request failed", slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="p2core"`)

@@ -176,10 +176,11 @@ func (tb *TokenBuckets) Allow(key string, rate Rate, n int) (bool, time.Duration
 	return false, wait
 }
 
-// clientAddress is the default way to find a request's client address:
-// the host of RemoteAddr, and for IPv6 its /64 prefix, since one client
+// DefaultClientAddress is the default Options.ClientAddress, exported for
+// embedders' own per-address limits (the example server's /login): the
+// host of r.RemoteAddr, and for IPv6 its /64 prefix, since one client
 // commonly holds a whole /64.
-func clientAddress(r *http.Request) string {
+func DefaultClientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr

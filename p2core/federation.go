@@ -405,7 +405,7 @@ func (s *Service) fetchHomeKey(ctx context.Context, domain string, at time.Time)
 	}
 	k, err := idcert.ParsePublicServerKey(data)
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "home server sent an unreadable key", slog.String("home", domain), slog.String("error", err.Error()))
+		s.log.LogAttrs(ctx, slog.LevelDebug, "home server sent an unreadable key", slog.String("home", domain), slog.String("error", err.Error()))
 		return nil, Errorf(ErrHomeUnreachable, "the home server of %s answered with an unreadable server key", domain)
 	}
 	if !strings.EqualFold(k.Domain(), domain) {
@@ -423,7 +423,9 @@ func (s *Service) homeErr(ctx context.Context, domain, what string, err error) e
 	if errors.Is(err, ErrTokenInvalid) {
 		return err
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "home server request failed", slog.String("home", domain), slog.String("request", what), slog.String("error", err.Error()))
+	// Debug: the failure reaches the caller (the adapter logs it once,
+	// at Info), and anonymous callers can cause it at will.
+	s.log.LogAttrs(ctx, slog.LevelDebug, "home server request failed", slog.String("home", domain), slog.String("request", what), slog.String("error", err.Error()))
 	if errors.Is(err, ErrUnknownHome) || errors.Is(err, ErrHomeUnreachable) {
 		return err
 	}

@@ -241,7 +241,7 @@ func (a *app) readCredentials(w http.ResponseWriter, r *http.Request) (credentia
 
 func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	c, ok := a.readCredentials(w, r)
-	if !ok {
+	if !ok || !a.accountLimits.allow(w, r, "register", c.Username, registerPerAddress, registerPerName) {
 		return
 	}
 	if a.accounts.admins[c.Username] {
@@ -272,7 +272,7 @@ var dummySalt = []byte("p2kit-example-dummy-salt")
 
 func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	c, ok := a.readCredentials(w, r)
-	if !ok {
+	if !ok || !a.accountLimits.allow(w, r, "login", c.Username, loginPerAddress, loginPerUsername) {
 		return
 	}
 	acc, err := a.accounts.get(r.Context(), c.Username)

@@ -41,7 +41,8 @@
 //	-dsn DSN               PostgreSQL connection string for -store postgres
 //	                       (default $P2KIT_POSTGRES_DSN)
 //	-pbkdf2-iterations N   PBKDF2 cost of new passwords (lower only in tests)
-//	-no-rate-limits        turn the API's rate limits off (load tests)
+//	-no-rate-limits        turn the rate limits of the API, /login and
+//	                       /register off (load tests)
 //
 // On start it prints "listening on http://HOST:PORT"; SIGINT or SIGTERM
 // shut it down gracefully.

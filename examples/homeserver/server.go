@@ -57,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.domain, "domain", "home.localhost", "the server's domain")
 	fs.Var((*stringList)(&c.admins), "admin", "make this username an administrator, creating its account at start if it does not exist (repeatable)")
 	adminPasswordFile := fs.String("admin-password-file", "", "the password of every -admin account created at start: the file's whole content (default: a random one, written once to admin-password in -data)")
-	fs.BoolVar(&c.noLimits, "no-rate-limits", false, "turn the API's rate limits off (for load tests)")
+	fs.BoolVar(&c.noLimits, "no-rate-limits", false, "turn the rate limits of the API, /login and /register off (for load tests)")
 	fs.StringVar(&c.store, "store", "bolt", `storage backend: "bolt" (embedded, in -data) or "postgres" (needs -dsn)`)
 	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
 	fs.BoolVar(&c.insecure, "insecure-federation", false, "allow http:// server URLs (loopback tests)")
@@ -131,7 +131,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Sampled per kind of line, so a flood of failed requests can neither
+	// fill the disk nor hide other lines.
+	logger := slog.New(newSampler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), nil))
 	store, err := openStore(ctx, c)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -201,6 +203,8 @@ type app struct {
 	// generatedFor names the -admin accounts created at this start with
 	// the password in the data folder's admin-password file.
 	generatedFor []string
+	// accountLimits limits /login and /register.
+	accountLimits accountLimits
 }
 
 func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logger) (*app, error) {
@@ -234,6 +238,9 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	}
 	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
 	a.accounts = accounts
+	if !c.noLimits {
+		a.accountLimits = accountLimits{limiter: httpadapter.NewTokenBuckets(nil)}
+	}
 	generated := false
 	created, err := accounts.ensureAdmins(ctx, c.admins, func() (string, error) {
 		if c.adminPassword != "" {

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/p2kit/p2kit/httpadapter"
+)
+
+// Limits of the account routes. Each login or registration costs a PBKDF2
+// hash (about 0.13 s of CPU at the default cost), so both are limited by
+// client address (one client flooding) and by username (guessing one
+// account's password from many addresses).
+var (
+	loginPerAddress    = httpadapter.Rate{PerSecond: 2, Burst: 20}
+	loginPerUsername   = httpadapter.Rate{PerSecond: 0.5, Burst: 10}
+	registerPerAddress = httpadapter.Rate{PerSecond: 0.5, Burst: 10}
+	registerPerName    = httpadapter.Rate{PerSecond: 0.2, Burst: 3}
+)
+
+// accountLimits applies the limits of /login and /register.
+type accountLimits struct {
+	limiter httpadapter.Limiter // nil: no limits (-no-rate-limits)
+}
+
+// allow checks the address, then the username, limit of one request and
+// answers 429 with Retry-After when either is spent.
+func (l accountLimits) allow(w http.ResponseWriter, r *http.Request, route, username string, perAddress, perName httpadapter.Rate) bool {
+	if l.limiter == nil {
+		return true
+	}
+	ok, wait := l.limiter.Allow(route+" a:"+httpadapter.DefaultClientAddress(r), perAddress, 1)
+	if ok {
+		ok, wait = l.limiter.Allow(route+" u:"+username, perName, 1)
+	}
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many attempts; retry later")
+	}
+	return ok
+}
