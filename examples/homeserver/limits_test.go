@@ -135,7 +135,7 @@ func TestFailedForeignLoginLogsOneInfoLine(t *testing.T) {
 	var logs syncBuffer
 	a := newTestApp(t, &logs, "-insecure-federation", "-home", "far.example=http://127.0.0.1:1")
 	now := time.Now()
-	server, err := idcert.GenerateServerKey("far.example", idcert.Ed25519Legacy, now.Add(-time.Hour), 0, nil)
+	server, err := idcert.GenerateServerKey("far.example", idcert.ServerEd25519Legacy, now.Add(-time.Hour), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
