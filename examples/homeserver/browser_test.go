@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,8 +18,12 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/p2kit/p2kit/p2core/mls/mlstest"
 )
 
 // browserStep bounds one step of the browser test (a click and the page's
@@ -144,7 +150,8 @@ func (p *page) mustOK(button, status string) string {
 // polyproto-core flow: accounts, OpenPGP key and ID-Cert verified in the
 // page, a refused KeyPackage upload, KeyPackages, a federation token, a
 // claim checked against the claimed user's ID-Certs, an MLS group, and a
-// message each way through the demo relay.
+// message each way through the demo relay; then a forged claim answer
+// (intercepted in the browser) that the page refuses.
 func TestBrowserWebClient(t *testing.T) {
 	chromium := findBrowser(t)
 	// P2KIT_WEBCLIENT_URL drives a server that is already running, such as
@@ -337,6 +344,63 @@ func TestBrowserWebClient(t *testing.T) {
 	}
 	t.Logf("screenshots of both pages in %s", shots)
 	fmt.Fprintf(os.Stderr, "browser test: screenshots of both pages in %s\n", shots)
+
+	// The page's own check of claimed KeyPackages, against a server that
+	// lies: bob's next claim is answered with a KeyPackage that verifies
+	// but is signed by a key none of alice's ID-Certs certifies.
+	_, forger, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := mlstest.NewEd25519(forger)
+	kp.Identity = []byte(alice.fid)
+	forged, err := kp.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, _ := json.Marshal([]string{base64.StdEncoding.EncodeToString(forged)})
+	aliceID := strings.Fields(alice.text("who"))[3] // "FID · user ID · session S"
+	bob.intercept("*/p2core/keypackage/"+aliceID+"*", fake)
+	state, text = bob.press("b-claim", "st-peer")
+	if state != "error" || !strings.Contains(text, "1 of 1 claimed KeyPackages failed the check") {
+		t.Fatalf("bob: a claimed KeyPackage signed by an uncertified key: %s %q", state, text)
+	}
+	if got := bob.text("peer-kps"); !strings.Contains(got, "is certified by none of "+alice.fid+"'s current ID-Certs") {
+		t.Fatalf("bob: the refused KeyPackage is shown as %q", got)
+	}
+	if bob.enabled("b-group") {
+		t.Fatal("bob: a group can be created with the refused KeyPackage")
+	}
+	t.Logf("bob: refused a forged claim: %s", text)
+}
+
+// intercept answers the page's next request matching pattern with a 200
+// JSON body, as a lying server would, without reaching the server.
+func (p *page) intercept(pattern string, body []byte) {
+	p.t.Helper()
+	paused := chromedp.Events(p.ctx, fetch.RequestPaused)
+	if _, err := chromedp.Call(p.ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: pattern}}}); err != nil {
+		p.t.Fatal(err)
+	}
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(p.ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{
+				RequestID: ev.RequestID, ResponseCode: 200, Body: body,
+				ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}},
+			})
+			_, _ = chromedp.Call(p.ctx, fetch.Disable, cdp.Empty{})
+			return
+		}
+	}()
+}
+
+// enabled reports whether the button with that id can be clicked.
+func (p *page) enabled(id string) bool {
+	p.t.Helper()
+	return p.eval(fmt.Sprintf(`String(!document.getElementById(%q).disabled)`, id)) == "true"
 }
 
 // serverFingerprint reads the server key from route 10 with go-crypto.
