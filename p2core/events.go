@@ -62,6 +62,17 @@ type EventSink interface {
 	Publish(ctx context.Context, e Event)
 }
 
+// SessionForgetter is implemented by an EventSink that keeps state per
+// session (events kept for a session that is offline, connected streams).
+// After a session ends (EndSession, EndAllSessions) the Service calls
+// Forget, so ending a session is one call: its token, KeyPackages and
+// ID-Cert stop working in the Store and the sink drops what it keeps for
+// it. broker.Broker implements it. Forget must be safe for concurrent use
+// and must not block for long.
+type SessionForgetter interface {
+	Forget(user UserID, session SessionID)
+}
+
 type discardSink struct{}
 
 func (discardSink) Publish(context.Context, Event) {}

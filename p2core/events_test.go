@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/p2core/broker"
 	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
 	"github.com/p2kit/p2kit/storage/memstore"
 )
@@ -116,4 +117,54 @@ func TestEventPayloadTimesAreUnixSeconds(t *testing.T) {
 func jsonInt(v int64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestEndSessionMakesTheBrokerForgetTheSession checks that ending a session
+// is one call: Service.EndSession (and EndAllSessions) also closes the
+// session's event streams on the broker that is Config.Events, while the
+// user's other sessions stay connected until they end too.
+func TestEndSessionMakesTheBrokerForgetTheSession(t *testing.T) {
+	b := broker.New(broker.Options{})
+	svc, err := p2core.NewService(memstore.New(), p2core.Config{Domain: "home.test", Events: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessions []p2core.SessionID
+	for range 3 {
+		_, s, err := svc.CreateSession(ctx, 101, "alice@home.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s.SessionID)
+	}
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams := make([]<-chan broker.Delivery, len(sessions))
+	for i, s := range sessions {
+		streams[i] = b.Subscribe(sub, 101, s, 0)
+	}
+	drain := func(ch <-chan broker.Delivery) bool { // reports whether ch closed
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}
+	if err := svc.EndSession(ctx, 101, sessions[0]); err != nil {
+		t.Fatal(err)
+	}
+	if !drain(streams[0]) || drain(streams[1]) || drain(streams[2]) {
+		t.Fatal("EndSession did not close exactly the ended session's stream")
+	}
+	if n, err := svc.EndAllSessions(ctx, 101); err != nil || n != 2 {
+		t.Fatalf("EndAllSessions = %d, %v", n, err)
+	}
+	if !drain(streams[1]) || !drain(streams[2]) {
+		t.Fatal("EndAllSessions left a stream open")
+	}
 }

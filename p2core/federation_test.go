@@ -82,6 +82,7 @@ type fed struct {
 	clock *fakeClock
 	home  *p2core.Service // a.test
 	here  *p2core.Service // b.test
+	store p2core.Store    // here's
 	homes *directHomes
 }
 
@@ -96,7 +97,8 @@ func newFed(t *testing.T, mutate func(*p2core.Config)) *fed {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	here, err := p2core.NewService(memstore.New(), cfg)
+	f.store = memstore.New()
+	here, err := p2core.NewService(f.store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,11 +306,11 @@ func TestForeignLoginUndoesTheSessionWhenStoringFails(t *testing.T) {
 	if !errors.Is(err, p2core.ErrDuplicateKeyPackage) {
 		t.Fatalf("err = %v, want ErrDuplicateKeyPackage", err)
 	}
-	user, err := f.here.Store().UserIDForFID(ctx, "alice@a.test", 12345)
+	user, err := f.store.UserIDForFID(ctx, "alice@a.test", 12345)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sessions, err := f.here.Store().Sessions(ctx, user); err != nil || len(sessions) != 0 {
+	if sessions, err := f.store.Sessions(ctx, user); err != nil || len(sessions) != 0 {
 		t.Fatalf("sessions left: %+v, %v", sessions, err)
 	}
 	// The token was spent: documented, the client needs a new one.

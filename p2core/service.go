@@ -44,9 +44,6 @@ func NewService(store Store, cfg Config) (*Service, error) {
 // Config returns the effective configuration (defaults filled in).
 func (s *Service) Config() Config { return s.cfg }
 
-// Store returns the Store the Service works on.
-func (s *Service) Store() Store { return s.store }
-
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
 func (s *Service) publish(ctx context.Context, e Event) {

@@ -85,12 +85,17 @@ func (s *Service) Sessions(ctx context.Context, p Principal) ([]Session, error) 
 }
 
 // EndSession ends one session of user: its token stops working at once, its
-// KeyPackages and last resort are dropped and its ID-Cert stops being
-// current. Embedders with their own session system call it when a session
-// ends. It is idempotent.
+// KeyPackages and last resort are dropped, its ID-Cert stops being current
+// and, when Config.Events is a SessionForgetter, the sink forgets it (a
+// broker.Broker disconnects its event streams). Embedders with their own
+// session system call it when a session ends; nothing else needs calling.
+// It is idempotent.
 func (s *Service) EndSession(ctx context.Context, user UserID, session SessionID) error {
 	if err := s.store.EndSession(ctx, user, session, s.now()); err != nil {
 		return fmt.Errorf("end session: %w", err)
+	}
+	if f, ok := s.cfg.Events.(SessionForgetter); ok {
+		f.Forget(user, session)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "session ended", slog.String("user_id", user.String()), slog.String("session_id", string(session)))
 	return nil

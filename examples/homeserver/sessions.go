@@ -26,7 +26,6 @@ func (a *app) logout(w http.ResponseWriter, r *http.Request, p p2core.Principal)
 		a.internal(w, r, err)
 		return
 	}
-	a.events.Forget(p.UserID, p.SessionID)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -53,18 +52,10 @@ func (a *app) listSessions(w http.ResponseWriter, r *http.Request, p p2core.Prin
 
 // logoutAll ends every session of the caller and answers how many.
 func (a *app) logoutAll(w http.ResponseWriter, r *http.Request, p p2core.Principal) {
-	all, err := a.svc.Sessions(r.Context(), p)
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
 	n, err := a.svc.EndAllSessions(r.Context(), p.UserID)
 	if err != nil {
 		a.internal(w, r, err)
 		return
-	}
-	for _, s := range all {
-		a.events.Forget(p.UserID, s.SessionID)
 	}
 	writeJSON(w, http.StatusOK, n)
 }

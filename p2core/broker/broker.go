@@ -343,8 +343,9 @@ func (b *Broker) Subscribe(ctx context.Context, user p2core.UserID, session p2co
 	return s.ch
 }
 
-// Forget drops what the Broker keeps for a session alone (call it when the
-// session ends) and disconnects its subscribers.
+// Forget drops what the Broker keeps for a session alone and disconnects
+// its subscribers. It implements p2core.SessionForgetter: a Service whose
+// Config.Events is the Broker calls it when it ends a session.
 func (b *Broker) Forget(user p2core.UserID, session p2core.SessionID) {
 	key := sessionKey{user, session}
 	b.mu.Lock()
