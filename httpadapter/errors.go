@@ -75,7 +75,7 @@ func classify(err error) (status int, code, message string) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusServiceUnavailable, codeUnavailable, "the request was cancelled or timed out"
 	}
-	return http.StatusInternalServerError, codeInternal, "internal server error"
+	return http.StatusInternalServerError, codeInternal, p2core.InternalMessage
 }
 
 // kindForCode returns the sentinel for a P2CORE_* code, or nil.

@@ -293,7 +293,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"errcode":500,"error":"P2CORE_INTERNAL","message":"internal server error"}`)
+		b = []byte(`{"errcode":500,"error":"` + codeInternal + `","message":"` + p2core.InternalMessage + `"}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
