@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
@@ -19,12 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	gcecdsa "github.com/ProtonMail/go-crypto/openpgp/ecdsa"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
-
 	"github.com/p2kit/p2kit/httpadapter"
+	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
 	"github.com/p2kit/p2kit/p2core/mls/mlstest"
 )
 
@@ -73,13 +68,16 @@ func TestMeasureRefusedRequestCPU(t *testing.T) {
 	// alice on A, with an ID-Cert for a P-521 key and 100 P-521
 	// KeyPackages signed by it.
 	alice := measureLogin(t, a.url, "alice")
-	armored, priv := p521ClientKey(t, "alice@a.localhost")
+	key, err := idcerttest.NewECDSAClientKey("alice@a.localhost", elliptic.P521())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ac := &httpadapter.Client{BaseURL: a.url, Token: alice}
-	cert, err := ac.IssueIDCert(context.Background(), armored)
+	cert, err := ac.IssueIDCert(context.Background(), key.Armored)
 	if err != nil {
 		t.Fatalf("route 8 with a P-521 key: %v", err)
 	}
-	builder := mlstest.NewECDSA(priv)
+	builder := mlstest.NewECDSA(key.Signer)
 	builder.Identity = []byte("alice@a.localhost")
 	kps := make([][]byte, 100)
 	for i := range kps {
@@ -216,33 +214,4 @@ func measureLogin(t *testing.T, url, name string) string {
 		t.Fatalf("login: %d %s", status, resp)
 	}
 	return out.Token
-}
-
-// p521ClientKey makes an OpenPGP ECDSA P-521 key for fid and returns it
-// armored, with its private key in crypto/ecdsa form for MLS.
-func p521ClientKey(t *testing.T, fid string) (string, *ecdsa.PrivateKey) {
-	t.Helper()
-	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP521,
-		Time: func() time.Time { return time.Now().Add(-time.Hour) }}
-	e, err := openpgp.NewEntity("Alice", "", fid, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gk, ok := e.PrivateKey.PrivateKey.(*gcecdsa.PrivateKey)
-	if !ok {
-		t.Fatalf("private key is %T", e.PrivateKey.PrivateKey)
-	}
-	priv := &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: elliptic.P521(), X: gk.X, Y: gk.Y}, D: gk.D}
-	var buf bytes.Buffer
-	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Serialize(w); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.String(), priv
 }

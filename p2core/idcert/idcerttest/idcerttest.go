@@ -1,12 +1,14 @@
 // Package idcerttest makes OpenPGP client keys for tests, examples and the
-// load generator: keys whose primary key is a given Ed25519 key, so the
-// same key can sign MLS KeyPackages that the server binds to the session's
-// ID-Cert. It is test support, not part of any validation path.
+// load generator: keys whose primary key is a given Ed25519 key (or a new
+// ECDSA key, for the NIST suites), so the same key can sign MLS
+// KeyPackages that the server binds to the session's ID-Cert. It is test support, not part of any validation path.
 package idcerttest
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	gcecdsa "github.com/ProtonMail/go-crypto/openpgp/ecdsa"
 	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
@@ -105,4 +108,62 @@ func bareEmailIdentity(e *openpgp.Entity, email string, cfg *packet.Config) erro
 		return nil
 	}
 	return errors.New("idcerttest: generated key has no identity")
+}
+
+// ECDSAClientKey is a generated ECDSA client key.
+type ECDSAClientKey struct {
+	// Armored is the ASCII-armored transferable public key, as route 8
+	// takes it.
+	Armored string
+	// Signer is the private key of the OpenPGP primary key: its public
+	// half, as an uncompressed point, is the MLS signature_key the
+	// ID-Cert certifies (mlstest.NewECDSA signs with it).
+	Signer *ecdsa.PrivateKey
+}
+
+// NewECDSAClientKey returns a v4 ECDSA key on curve (P-256, P-384 or
+// P-521) for userID, "Name <alice@example.com>" or "alice@example.com",
+// created an hour ago.
+func NewECDSAClientKey(userID string, curve elliptic.Curve) (*ECDSAClientKey, error) {
+	name, email := "", userID
+	if a, err := mail.ParseAddress(userID); err == nil && a.Name != "" {
+		name, email = a.Name, a.Address
+	}
+	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Time: func() time.Time { return time.Now().Add(-time.Hour).Truncate(time.Second) }}
+	switch curve {
+	case elliptic.P256():
+		cfg.Curve = packet.CurveNistP256
+	case elliptic.P384():
+		cfg.Curve = packet.CurveNistP384
+	case elliptic.P521():
+		cfg.Curve = packet.CurveNistP521
+	default:
+		return nil, errors.New("idcerttest: curve must be P-256, P-384 or P-521")
+	}
+	e, err := openpgp.NewEntity(name, "", email, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		if err := bareEmailIdentity(e, email, cfg); err != nil {
+			return nil, err
+		}
+	}
+	k, ok := e.PrivateKey.PrivateKey.(*gcecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("idcerttest: generated key is not ECDSA")
+	}
+	signer := &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: curve, X: k.X, Y: k.Y}, D: k.D}
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Serialize(w); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return &ECDSAClientKey{Armored: buf.String() + "\n", Signer: signer}, nil
 }
