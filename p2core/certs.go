@@ -103,11 +103,32 @@ func (s *Service) newKeyring(keys []ServerKey) (*keyring, error) {
 	if r := s.keyCache.ring; r != nil && len(r.keys) > 0 && bytes.Equal(r.keys[len(r.keys)-1].Fingerprint, cur.Fingerprint) {
 		return &keyring{loaded: time.Now(), keys: keys, current: r.current}, nil
 	}
-	parsed, err := idcert.ParseServerKey(cur.Private)
+	parsed, err := s.parseStoredKey(cur)
 	if err != nil {
-		return nil, fmt.Errorf("parse stored server key: %w", err)
+		return nil, err
 	}
 	return &keyring{loaded: time.Now(), keys: keys, current: parsed}, nil
+}
+
+// parseStoredKey reads a stored server key with its private part,
+// decrypting it with Config.ServerKeyPassphrase when it is stored
+// encrypted.
+func (s *Service) parseStoredKey(k ServerKey) (*idcert.ServerKey, error) {
+	pass := s.cfg.ServerKeyPassphrase
+	parsed, err := idcert.ParseEncryptedServerKey(k.Private, pass)
+	switch {
+	case errors.Is(err, idcert.ErrWrongPassphrase) && len(pass) == 0:
+		return nil, fmt.Errorf("server key %X is stored encrypted and Config.ServerKeyPassphrase is not set: %w", k.Fingerprint, err)
+	case errors.Is(err, idcert.ErrWrongPassphrase):
+		return nil, fmt.Errorf("server key %X: Config.ServerKeyPassphrase does not decrypt it (wrong passphrase?): %w", k.Fingerprint, err)
+	case err != nil:
+		return nil, fmt.Errorf("parse stored server key: %w", err)
+	}
+	if len(pass) > 0 && !parsed.WasEncrypted() {
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "server key stored unencrypted although a passphrase is set; rotate it to store an encrypted one",
+			slog.String("fingerprint", fmt.Sprintf("%X", k.Fingerprint)))
+	}
+	return parsed, nil
 }
 
 // signerAt returns the key that signs ID-Certs issued at now, with its
@@ -116,16 +137,17 @@ func (s *Service) newKeyring(keys []ServerKey) (*keyring, error) {
 // here, the newest key already valid at now. When no key is valid yet (the
 // first key came from such an instance), it is the current key and the
 // caller dates the ID-Cert at the key's creation, a skew of seconds.
-func (r *keyring) signerAt(now time.Time) (*idcert.ServerKey, []byte, error) {
+// parse reads an older stored key (Service.parseStoredKey).
+func (r *keyring) signerAt(now time.Time, parse func(ServerKey) (*idcert.ServerKey, error)) (*idcert.ServerKey, []byte, error) {
 	cur := r.keys[len(r.keys)-1]
 	if !now.Before(r.current.Created()) {
 		return r.current, cur.Fingerprint, nil
 	}
 	for i := len(r.keys) - 2; i >= 0; i-- {
 		if k := r.keys[i]; !now.Before(k.CreatedAt) {
-			parsed, err := idcert.ParseServerKey(k.Private)
+			parsed, err := parse(k)
 			if err != nil {
-				return nil, nil, fmt.Errorf("parse stored server key: %w", err)
+				return nil, nil, err
 			}
 			return parsed, k.Fingerprint, nil
 		}
@@ -138,7 +160,12 @@ func (s *Service) generateServerKey(now time.Time) (ServerKey, error) {
 	if err != nil {
 		return ServerKey{}, fmt.Errorf("generate server key: %w", err)
 	}
-	priv, err := k.MarshalPrivate()
+	var priv []byte
+	if len(s.cfg.ServerKeyPassphrase) > 0 {
+		priv, err = k.MarshalPrivateEncrypted(s.cfg.ServerKeyPassphrase, s.cfg.Rand)
+	} else {
+		priv, err = k.MarshalPrivate()
+	}
 	if err != nil {
 		return ServerKey{}, fmt.Errorf("marshal server key: %w", err)
 	}
@@ -278,7 +305,7 @@ func (s *Service) issueLocalIDCert(ctx context.Context, p Principal, armored []b
 	if err != nil {
 		return IDCert{}, err
 	}
-	signer, fpr, err := r.signerAt(now)
+	signer, fpr, err := r.signerAt(now, s.parseStoredKey)
 	if err != nil {
 		return IDCert{}, err
 	}

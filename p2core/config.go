@@ -1,6 +1,7 @@
 package p2core
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -82,6 +83,17 @@ type Config struct {
 	// ServerKeyLifetime is the expiry set on generated server keys. Default
 	// 0: no expiry.
 	ServerKeyLifetime time.Duration
+	// ServerKeyPassphrase, when set, encrypts the private part of every
+	// server key the Service generates before it reaches the Store (the
+	// OpenPGP way: Argon2 for v6 keys, iterated and salted SHA-256 for v4
+	// keys, AES-256), and decrypts stored keys in memory when they are
+	// loaded; a wrong passphrase makes Init (and every call needing the
+	// key) fail with an error matching idcert.ErrWrongPassphrase. Keys
+	// stored unencrypted before it was set stay usable (with a warning in
+	// the log) until the next rotation. Default nil: private keys are
+	// stored unencrypted, so whoever can read the Store can sign ID-Certs
+	// as this server.
+	ServerKeyPassphrase []byte
 	// MaxPublicKeySize caps the armored public key of route 8, in bytes.
 	// Default idcert.DefaultMaxArmoredSize (64 KiB); NewService refuses a
 	// negative one.
@@ -209,6 +221,7 @@ func (c Config) withDefaults() Config {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
 	}
+	c.ServerKeyPassphrase = bytes.Clone(c.ServerKeyPassphrase)
 	if c.KeyPackageCredential == nil {
 		c.KeyPackageCredential = SameFIDCredential
 	}

@@ -28,6 +28,10 @@
 //	                       start: the file's whole content (default: a random
 //	                       one, written once to admin-password in -data,
 //	                       mode 0600, and its path printed)
+//	-server-key-passphrase-file FILE
+//	                       store the server's private key encrypted with the
+//	                       passphrase in FILE (its whole content); a wrong
+//	                       one fails start (default: stored unencrypted)
 //	-insecure-federation   allow http:// server URLs (loopback tests)
 //	-self-url URL          this server's URL, which foreign users' federation
 //	                       tokens name (default http://ADDR with

@@ -41,6 +41,9 @@ type config struct {
 	// adminPassword is the content of -admin-password-file ("" when not
 	// given: a password is generated into the data folder).
 	adminPassword string
+	// serverKeyPassphrase is the content of -server-key-passphrase-file
+	// (nil: the server key is stored unencrypted).
+	serverKeyPassphrase []byte
 }
 
 type stringList []string
@@ -63,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.insecure, "insecure-federation", false, "allow http:// server URLs (loopback tests)")
 	fs.IntVar(&c.iterations, "pbkdf2-iterations", defaultPBKDF2Iterations, "PBKDF2 iterations for new passwords (lower only for tests)")
 	fs.StringVar(&c.selfURL, "self-url", "", "this server's public URL, which foreign users' federation tokens name (default http://ADDR with -insecure-federation, else https://DOMAIN)")
+	passphraseFile := fs.String("server-key-passphrase-file", "", "encrypt the server's private key in the store with the passphrase in FILE (its whole content); without it the key is stored unencrypted")
 	var homes stringList
 	fs.Var(&homes, "home", "DOMAIN=URL: the home server of DOMAIN is at URL, which may be a loopback or private address (repeatable; when given, only these domains are federated)")
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +106,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return c, err
 		}
 		c.adminPassword = pw
+	}
+	if *passphraseFile != "" {
+		b, err := os.ReadFile(*passphraseFile)
+		if err != nil {
+			return c, fmt.Errorf("-server-key-passphrase-file: %w", err)
+		}
+		if len(b) == 0 {
+			return c, fmt.Errorf("-server-key-passphrase-file %s is empty", *passphraseFile)
+		}
+		c.serverKeyPassphrase = b
 	}
 	switch c.store {
 	case "bolt":
@@ -216,6 +230,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	}
 	svc, err := p2core.NewService(store, p2core.Config{
 		Domain:                  c.domain,
+		ServerKeyPassphrase:     c.serverKeyPassphrase,
 		Logger:                  logger,
 		Events:                  events,
 		AllowInsecureFederation: c.insecure,

@@ -23,6 +23,11 @@ var ErrCertExpired = errors.New("idcert: ID-Cert expired")
 // issue time, ...).
 var ErrInvalidServerKey = errors.New("idcert: invalid server key")
 
+// ErrWrongPassphrase is matched, in addition to [ErrInvalidServerKey], when
+// [ParseEncryptedServerKey] cannot decrypt a server key's private part with
+// the passphrase it was given.
+var ErrWrongPassphrase = errors.New("idcert: wrong server key passphrase")
+
 // ErrInvalidParams is matched when [Issue] is called with parameters that
 // are wrong regardless of the keys (bad session ID, negative lifetime, ...).
 var ErrInvalidParams = errors.New("idcert: invalid issue parameters")

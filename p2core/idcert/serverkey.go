@@ -10,6 +10,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
@@ -60,6 +61,7 @@ type ServerKey struct {
 	created   time.Time
 	expires   time.Time // zero: never
 	pubBinary []byte
+	encrypted bool // read from data whose private part was encrypted
 }
 
 // GenerateServerKey creates a new server identity key for domain, created at
@@ -137,6 +139,40 @@ func ParseServerKey(private []byte) (k *ServerKey, err error) {
 		return nil, fail(ErrInvalidServerKey, "the data holds no private key")
 	}
 	return newServerKey(e, true)
+}
+
+// ParseEncryptedServerKey reads a server key with its private part, as
+// written by [ServerKey.MarshalPrivateEncrypted], and decrypts the private
+// part in memory with passphrase. A key whose private part is not
+// encrypted is read as [ParseServerKey] reads it (so a key stored before a
+// passphrase was configured stays usable); [ServerKey.WasEncrypted] tells
+// the two apart. Errors match [ErrInvalidServerKey], and also
+// [ErrWrongPassphrase] when the private part is encrypted and passphrase
+// (empty included) does not decrypt it.
+func ParseEncryptedServerKey(private, passphrase []byte) (k *ServerKey, err error) {
+	defer recoverInto(&err, ErrInvalidServerKey)
+	e, err := readServerEntity(private)
+	if err != nil {
+		return nil, err
+	}
+	if e.PrivateKey == nil {
+		return nil, fail(ErrInvalidServerKey, "the data holds no private key")
+	}
+	encrypted := e.PrivateKey.Encrypted
+	if encrypted {
+		if len(passphrase) == 0 {
+			return nil, fmt.Errorf("%w: %w: the private key is encrypted and no passphrase was given", ErrInvalidServerKey, ErrWrongPassphrase)
+		}
+		if err := e.DecryptPrivateKeys(passphrase); err != nil {
+			return nil, fmt.Errorf("%w: %w: the passphrase does not decrypt the private key (or the key data is damaged)", ErrInvalidServerKey, ErrWrongPassphrase)
+		}
+	}
+	k, err = newServerKey(e, true)
+	if err != nil {
+		return nil, err
+	}
+	k.encrypted = encrypted
+	return k, nil
 }
 
 // ParsePublicServerKey reads a server public key, binary or ASCII-armored,
@@ -319,6 +355,62 @@ func (k *ServerKey) MarshalPrivate() ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Argon2 parameters of [ServerKey.MarshalPrivateEncrypted] (RFC 9106's
+// second recommended option: 3 passes, 4 lanes, 64 MiB) and the iteration
+// count of its iterated and salted S2K (the most OpenPGP can encode: 65 MB
+// hashed).
+const (
+	argon2Passes      = 3
+	argon2Parallelism = 4
+	argon2MemoryKiB   = 64 << 10
+	iteratedS2KCount  = 65011712
+)
+
+// MarshalPrivateEncrypted serialises the key like [ServerKey.MarshalPrivate]
+// but with its private part encrypted under passphrase the OpenPGP way
+// (RFC 9580 5.5.3): with AES-256 and, for a v6 key, an Argon2 S2K (3
+// passes, 4 lanes, 64 MiB) under AEAD (OCB); a v4 key, where GnuPG 2.2 and
+// RFC 4880 readers expect it, gets an iterated and salted SHA-256 S2K
+// (65,011,712 bytes hashed) with CFB and a SHA-1 check. rand supplies the
+// salt and IV (nil: crypto/rand). [ParseEncryptedServerKey] reads it back.
+// The key itself is not changed. An empty passphrase, or a public-only
+// key, is refused (matching [ErrInvalidServerKey]).
+func (k *ServerKey) MarshalPrivateEncrypted(passphrase []byte, rand io.Reader) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return nil, fail(ErrInvalidServerKey, "an empty passphrase encrypts nothing")
+	}
+	plain, err := k.MarshalPrivate()
+	if err != nil {
+		return nil, err
+	}
+	e, err := readServerEntity(plain) // a copy: k's own private key stays usable
+	if err != nil {
+		return nil, err
+	}
+	cfg := &packet.Config{
+		Rand:          rand,
+		DefaultCipher: packet.CipherAES256,
+		S2KConfig:     &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, Hash: crypto.SHA256, S2KCount: iteratedS2KCount},
+	}
+	if k.pub.Version == 6 {
+		cfg.S2KConfig = &s2k.Config{S2KMode: s2k.Argon2S2K, Argon2Config: &s2k.Argon2Config{
+			NumberOfPasses: argon2Passes, DegreeOfParallelism: argon2Parallelism, Memory: argon2MemoryKiB}}
+		cfg.AEADConfig = &packet.AEADConfig{DefaultMode: packet.AEADModeOCB}
+	}
+	if err := e.EncryptPrivateKeys(passphrase, cfg); err != nil {
+		return nil, fail(ErrInvalidServerKey, "encrypting the private key: %v", err)
+	}
+	var b bytes.Buffer
+	if err := e.SerializePrivateWithoutSigning(&b, nil); err != nil {
+		return nil, fail(ErrInvalidServerKey, "serialising the encrypted private key: %v", err)
+	}
+	return b.Bytes(), nil
+}
+
+// WasEncrypted reports whether the key was read by
+// [ParseEncryptedServerKey] from data whose private part was encrypted.
+func (k *ServerKey) WasEncrypted() bool { return k.encrypted }
 
 // String describes the key without any secret: algorithm, domain and
 // fingerprint. It lets a ServerKey be logged safely.
