@@ -30,8 +30,10 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Authenticator turns a request into the Principal making it. It returns an
 // error matching p2core.ErrUnauthorized when credentials are missing or
-// bad; any other error is an internal failure (500). Implementations must
-// be safe for concurrent use.
+// bad (401 with its message); any other error is an internal failure,
+// answered with no detail (500, or 503 when the request was cancelled),
+// and so is a Principal that fails Principal.Validate. Implementations
+// must be safe for concurrent use.
 type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request) (p2core.Principal, error)
 }
@@ -232,7 +234,12 @@ func (h *Handler) authenticate(r *http.Request) (p2core.Principal, error) {
 		if errors.Is(err, p2core.ErrUnauthorized) {
 			return p2core.Principal{}, err
 		}
-		return p2core.Principal{}, fmt.Errorf("authenticator: %w", err)
+		if status, _, _ := classify(err); status >= 500 {
+			return p2core.Principal{}, fmt.Errorf("authenticator: %w", err) // 500, or 503 when cancelled or unavailable
+		}
+		// Any other refusal (say a Store conflict behind the
+		// Authenticator) answers nothing the caller asked: internal.
+		return p2core.Principal{}, fmt.Errorf("authenticator: %v", err)
 	}
 	if err := p.Validate(); err != nil {
 		if errors.Is(err, p2core.ErrUnauthorized) {

@@ -141,3 +141,49 @@ func TestStoreFailuresNeverReachTheCaller(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthenticatorFailuresGoThroughTheErrorTable checks both endpoints
+// that authenticate, a route and the event stream: ErrUnauthorized is a
+// 401, while an Authenticator's own failure or a malformed Principal it
+// returns (its bug, whatever sentinel the Principal's check matched) or a
+// refusal other than ErrUnauthorized is a generic 500, never a 401, 400 or
+// 409.
+func TestAuthenticatorFailuresGoThroughTheErrorTable(t *testing.T) {
+	svc, err := p2core.NewService(memstore.New(), p2core.Config{Domain: "home.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := httpadapter.AuthenticatorFunc(func(ctx context.Context, r *http.Request) (p2core.Principal, error) {
+		switch httpadapter.BearerToken(r) {
+		case "broken":
+			return p2core.Principal{}, errors.New(secret)
+		case "conflict":
+			return p2core.Principal{}, fmt.Errorf("%s: %w", secret, p2core.ErrConflict)
+		case "malformed":
+			return p2core.Principal{UserID: 7, FID: "no-domain", SessionID: "s"}, nil
+		}
+		return p2core.Principal{}, p2core.Errorf(p2core.ErrUnauthorized, "who are you")
+	})
+	h := httpadapter.New(svc, httpadapter.Options{Authenticator: auth, RateLimits: httpadapter.RateLimits{Disabled: true}})
+	mux := http.NewServeMux()
+	mux.Handle("/p2core/", h)
+	mux.Handle("/events", h.EventStream(broker.New(broker.Options{})))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, path := range []string{"/p2core/keypackage/@me/status", "/events"} {
+		for token, want := range map[string]string{"nobody": "401 P2CORE_UNAUTHORIZED", "broken": "500 P2CORE_INTERNAL", "conflict": "500 P2CORE_INTERNAL", "malformed": "500 P2CORE_INTERNAL"} {
+			req, _ := http.NewRequest("GET", srv.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var eb struct{ Error, Message string }
+			_ = json.NewDecoder(resp.Body).Decode(&eb)
+			resp.Body.Close()
+			if got := fmt.Sprint(resp.StatusCode, " ", eb.Error); got != want || strings.Contains(eb.Message, "secret") || strings.Contains(eb.Message, "no-domain") {
+				t.Errorf("%s as %s: %s %q, want %s with no detail", path, token, got, eb.Message, want)
+			}
+		}
+	}
+}
