@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,7 +92,7 @@ func TestMeasureRefusedRequestCPU(t *testing.T) {
 	}
 	route16, _ := json.Marshal(body)
 	perLogin := b.cpuPer(t, n, func() {
-		status, resp := measurePost(t, b.url+"/p2core/session/auth", "", route16)
+		status, resp := post(t, b.url+"/p2core/session/auth", "", json.RawMessage(route16))
 		if status != 404 || !bytes.Contains(resp, []byte("P2CORE_TOKEN_INVALID")) {
 			t.Fatalf("route 16 with a garbage token: %d %s", status, resp)
 		}
@@ -105,11 +104,11 @@ func TestMeasureRefusedRequestCPU(t *testing.T) {
 		encoded = append(encoded, base64.StdEncoding.EncodeToString(kp))
 	}
 	upload, _ := json.Marshal(encoded)
-	if status, resp := measurePost(t, a.url+"/p2core/keypackage/@me", alice, upload); status != 201 {
+	if status, resp := post(t, a.url+"/p2core/keypackage/@me", alice, json.RawMessage(upload)); status != 201 {
 		t.Fatalf("first upload: %d %s", status, resp)
 	}
 	perReupload := a.cpuPer(t, n, func() {
-		status, resp := measurePost(t, a.url+"/p2core/keypackage/@me", alice, upload)
+		status, resp := post(t, a.url+"/p2core/keypackage/@me", alice, json.RawMessage(upload))
 		if status != 409 || !bytes.Contains(resp, []byte("P2CORE_DUPLICATE_KEYPACKAGE")) {
 			t.Fatalf("re-upload: %d %s", status, resp)
 		}
@@ -185,30 +184,14 @@ func freePort(t *testing.T) string {
 	return port
 }
 
-func measurePost(t *testing.T, url, token string, body []byte) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out bytes.Buffer
-	_, _ = out.ReadFrom(resp.Body)
-	return resp.StatusCode, out.Bytes()
-}
-
 // measureLogin registers name and logs in, returning the session token.
 func measureLogin(t *testing.T, url, name string) string {
 	t.Helper()
 	creds, _ := json.Marshal(map[string]string{"username": name, "password": "correct horse"})
-	if status, resp := measurePost(t, url+"/register", "", creds); status != 201 {
+	if status, resp := post(t, url+"/register", "", json.RawMessage(creds)); status != 201 {
 		t.Fatalf("register: %d %s", status, resp)
 	}
-	status, resp := measurePost(t, url+"/login", "", creds)
+	status, resp := post(t, url+"/login", "", json.RawMessage(creds))
 	var out struct{ Token string }
 	if status != 201 || json.Unmarshal(resp, &out) != nil {
 		t.Fatalf("login: %d %s", status, resp)

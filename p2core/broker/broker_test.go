@@ -110,39 +110,33 @@ func TestLastEventIDResumesAfterThatEvent(t *testing.T) {
 	none(t, again)
 }
 
-func TestKeptEventsAreBoundedPerSession(t *testing.T) {
-	b := broker.New(broker.Options{PerSession: 4})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for i := 0; i < 10; i++ {
-		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, "a"))
-	}
-	ch := b.Subscribe(ctx, 1, "a", 0)
-	var got []string
-	for i := 0; i < 4; i++ {
-		got = append(got, string(recv(t, ch).Data))
-	}
-	none(t, ch)
-	if got[0] != "6" || got[3] != "9" {
-		t.Fatalf("kept %v, want the last four (6..9)", got)
-	}
-}
-
-func TestKeptEventsToAllSessionsAreBoundedPerUser(t *testing.T) {
-	b := broker.New(broker.Options{PerUser: 4})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for i := 0; i < 10; i++ {
-		b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i))
-	}
-	ch := b.Subscribe(ctx, 1, "a", 0)
-	var got []string
-	for i := 0; i < 4; i++ {
-		got = append(got, string(recv(t, ch).Data))
-	}
-	none(t, ch)
-	if got[0] != "6" || got[3] != "9" {
-		t.Fatalf("kept %v, want the last four (6..9)", got)
+// Events other than state and security events are kept in rings: the
+// latest PerSession of those to one session alone, the latest PerUser of
+// those to all of a user's sessions.
+func TestKeptEventsAreBoundedPerSessionAndPerUser(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts broker.Options
+		to   []p2core.SessionID
+	}{
+		{"to one session", broker.Options{PerSession: 4}, []p2core.SessionID{"a"}},
+		{"to every session", broker.Options{PerUser: 4}, nil},
+	} {
+		b := broker.New(c.opts)
+		ctx, cancel := context.WithCancel(context.Background())
+		for i := 0; i < 10; i++ {
+			b.Publish(ctx, ev(p2core.EventFederationTokenIssued, 1, i, c.to...))
+		}
+		ch := b.Subscribe(ctx, 1, "a", 0)
+		var got []string
+		for i := 0; i < 4; i++ {
+			got = append(got, string(recv(t, ch).Data))
+		}
+		none(t, ch)
+		cancel()
+		if got[0] != "6" || got[3] != "9" {
+			t.Fatalf("%s: kept %v, want the last four (6..9)", c.name, got)
+		}
 	}
 }
 

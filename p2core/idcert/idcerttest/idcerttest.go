@@ -80,18 +80,11 @@ func NewClientKey(userID string, seed []byte, created time.Time) (*ClientKey, er
 	if !ok || !bytes.Equal(pub.X, signer.Public().(ed25519.PublicKey)) {
 		return nil, errors.New("idcerttest: generated primary key does not match the seed")
 	}
-	var buf bytes.Buffer
-	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	armored, err := armorPublic(e)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.Serialize(w); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return &ClientKey{Armored: buf.String() + "\n", Signer: signer, Entity: e}, nil
+	return &ClientKey{Armored: armored, Signer: signer, Entity: e}, nil
 }
 
 func bareEmailIdentity(e *openpgp.Entity, email string, cfg *packet.Config) error {
@@ -154,16 +147,25 @@ func NewECDSAClientKey(userID string, curve elliptic.Curve) (*ECDSAClientKey, er
 		return nil, errors.New("idcerttest: generated key is not ECDSA")
 	}
 	signer := &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: curve, X: k.X, Y: k.Y}, D: k.D}
-	var buf bytes.Buffer
-	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	armored, err := armorPublic(e)
 	if err != nil {
 		return nil, err
 	}
+	return &ECDSAClientKey{Armored: armored, Signer: signer}, nil
+}
+
+// armorPublic returns e's transferable public key, ASCII-armored.
+func armorPublic(e *openpgp.Entity) (string, error) {
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	if err != nil {
+		return "", err
+	}
 	if err := e.Serialize(w); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := w.Close(); err != nil {
-		return nil, err
+		return "", err
 	}
-	return &ECDSAClientKey{Armored: buf.String() + "\n", Signer: signer}, nil
+	return buf.String() + "\n", nil
 }
