@@ -38,10 +38,17 @@ var errorTable = []errorMapping{
 	{p2core.ErrNoIDCert, http.StatusConflict, "P2CORE_NO_ID_CERT"},
 	{p2core.ErrDuplicateKeyPackage, http.StatusConflict, "P2CORE_DUPLICATE_KEYPACKAGE"},
 	{p2core.ErrTooManyKeyPackages, http.StatusConflict, "P2CORE_TOO_MANY_KEYPACKAGES"},
+	{p2core.ErrTooManySessions, http.StatusConflict, "P2CORE_TOO_MANY_SESSIONS"},
 	{p2core.ErrConflict, http.StatusConflict, "P2CORE_CONFLICT"},
 	{p2core.ErrRateLimited, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED"},
 	{p2core.ErrHomeUnreachable, http.StatusBadGateway, "P2CORE_HOME_UNREACHABLE"},
+	{p2core.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},
 }
+
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503 for
+// p2core.ErrUnavailable: long enough for a database restart or a pool
+// reconnect, short enough that clients come back soon.
+const unavailableRetryAfter = 5
 
 // Codes the adapter produces itself, with no domain sentinel behind them.
 const (
@@ -66,6 +73,11 @@ var errBodyTooLarge = errors.New("request body too large")
 func classify(err error) (status int, code, message string) {
 	if errors.Is(err, errBodyTooLarge) {
 		return http.StatusRequestEntityTooLarge, codeBodyTooLarge, err.Error()
+	}
+	if errors.Is(err, p2core.ErrUnavailable) {
+		// The backend's error names its driver and database: not for
+		// the caller.
+		return http.StatusServiceUnavailable, codeUnavailable, "the server's store is temporarily unavailable; retry later"
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.kind) {

@@ -280,6 +280,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.As(err, &rl) {
 		w.Header().Set("Retry-After", strconv.Itoa(rl.seconds()))
 	}
+	if errors.Is(err, p2core.ErrUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(unavailableRetryAfter))
+	}
 	writeErrorBody(w, status, code, msg)
 }
 

@@ -19,12 +19,13 @@ import (
 // (idcert.DefaultCertLifetime, idcert.DefaultMaxArmoredSize,
 // idcert.DefaultMinRSABits, mls.DefaultMaxLifetime), defined there only.
 const (
-	DefaultTokenTTL                 = 5 * time.Minute
-	DefaultMaxKeyPackagesPerSession = 1000
-	DefaultLowKeyPackageThreshold   = 10
-	DefaultDomain                   = "localhost"
-	DefaultHomeKeyTTL               = 5 * time.Minute
-	DefaultClockSkew                = 5 * time.Minute
+	DefaultTokenTTL               = 5 * time.Minute
+	DefaultMaxKeyPackagesPerUser  = 1000
+	DefaultMaxSessionsPerUser     = 100
+	DefaultLowKeyPackageThreshold = 10
+	DefaultDomain                 = "localhost"
+	DefaultHomeKeyTTL             = 5 * time.Minute
+	DefaultClockSkew              = 5 * time.Minute
 )
 
 // FederationPolicy decides whether this server issues federation tokens
@@ -115,9 +116,20 @@ type Config struct {
 	// CipherSuites lists the MLS cipher suites accepted. Default: all of
 	// RFC 9420's 1-7 (mls.Options' nil CipherSuites).
 	CipherSuites []uint16
-	// MaxKeyPackagesPerSession caps a session's regular KeyPackages.
-	// Default 1000.
-	MaxKeyPackagesPerSession int
+	// MaxKeyPackagesPerUser caps a user's unexpired regular KeyPackages,
+	// across all of the user's sessions (so logging in again does not
+	// multiply it). Default 1000.
+	MaxKeyPackagesPerUser int
+	// MaxSessionsPerUser caps a user's sessions: CreateSession and
+	// ForeignLogin refuse another with ErrTooManySessions (409
+	// P2CORE_TOO_MANY_SESSIONS). Default 100.
+	MaxSessionsPerUser int
+	// SignatureChecks, when not nil, is called once for every signature
+	// verification the Service starts: "id_cert" for an ID-Cert, and
+	// "keypackage" for a KeyPackage's two signatures. Embedders export it
+	// as a metric of cryptographic work; it must be cheap and safe for
+	// concurrent use. Default nil.
+	SignatureChecks func(kind string)
 	// LowKeyPackageThreshold: a LOW_KEY_PACKAGES event is emitted when a
 	// session's regular KeyPackages fall below it. Default 10.
 	LowKeyPackageThreshold int
@@ -206,8 +218,11 @@ func (c Config) withDefaults() Config {
 	if len(c.CipherSuites) > 0 {
 		c.CipherSuites = slices.Clone(c.CipherSuites)
 	}
-	if c.MaxKeyPackagesPerSession <= 0 {
-		c.MaxKeyPackagesPerSession = DefaultMaxKeyPackagesPerSession
+	if c.MaxKeyPackagesPerUser <= 0 {
+		c.MaxKeyPackagesPerUser = DefaultMaxKeyPackagesPerUser
+	}
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
 	if c.LowKeyPackageThreshold <= 0 {
 		c.LowKeyPackageThreshold = DefaultLowKeyPackageThreshold

@@ -8,8 +8,9 @@ import (
 // Sentinel errors. Every error the Service returns for a refused request
 // matches exactly one of them with errors.Is; anything else is an internal
 // failure. Store implementations return ErrNotFound, ErrConflict,
-// ErrTokenInvalid, ErrDuplicateKeyPackage and ErrTooManyKeyPackages where
-// their method docs say so, and ErrClosed after Close.
+// ErrTokenInvalid, ErrDuplicateKeyPackage, ErrTooManyKeyPackages and
+// ErrTooManySessions where their method docs say so, ErrClosed after
+// Close, and ErrUnavailable for transient failures of what they run on.
 var (
 	// ErrNotFound: the thing asked for does not exist.
 	ErrNotFound = errors.New("not found")
@@ -18,6 +19,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the Store failed for a reason that is expected to
+	// pass (its database refuses connections or is restarting, its disk
+	// is full). Nothing changed; the request may be retried later.
+	ErrUnavailable = errors.New("store temporarily unavailable")
 
 	// ErrUnauthorized: no or bad credentials.
 	ErrUnauthorized = errors.New("unauthorized")
@@ -50,8 +55,10 @@ var (
 	ErrNoIDCert = errors.New("session has no ID-Cert")
 	// ErrDuplicateKeyPackage: a KeyPackage's init_key is already in use.
 	ErrDuplicateKeyPackage = errors.New("duplicate KeyPackage")
-	// ErrTooManyKeyPackages: the session's KeyPackage cap would be exceeded.
+	// ErrTooManyKeyPackages: the user's KeyPackage cap would be exceeded.
 	ErrTooManyKeyPackages = errors.New("too many KeyPackages")
+	// ErrTooManySessions: the user has as many sessions as allowed.
+	ErrTooManySessions = errors.New("too many sessions")
 	// ErrRateLimited: the caller must slow down.
 	ErrRateLimited = errors.New("rate limited")
 	// ErrUnknownHome: the home server of a FID cannot be found.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p2kit/p2kit/p2core/idcert"
+	"github.com/p2kit/p2kit/p2core/mls"
 )
 
 // HomeServers is how this server, as a foreign server, talks to the home
@@ -88,27 +89,31 @@ func (s *Service) isForeign(p Principal) bool {
 // Session, whose Home is the user's home domain and whose UserID is the
 // local ID mapped to the user's FID (the same on every login).
 //
-// The steps run in this order, so that nothing the client can get wrong
-// consumes the one-time token: the ID-Cert is parsed and verified at the
-// current time against the key its home server says it used (fetched
-// through Config.Homes, cached for Config.HomeKeyTTL); the KeyPackages are
-// validated against the certified key; the cert's serial is checked not to
-// be in use here already; only then is the token redeemed at the home with
-// Config.SelfURL, its FID compared with the cert's, and the session, its
-// ID-Cert and its KeyPackages stored. The user's other sessions get
-// NEW_SESSION.
+// The work is ordered by cost, so that a refused request costs about what
+// its cheapest refusal costs and nothing the client can get wrong consumes
+// the one-time token: first the structural checks and size caps (the
+// token's form, the number of KeyPackages, the cert and every KeyPackage
+// decoded without verifying anything); then the ID-Cert's signature, at
+// the current time, against the key its home server says it used
+// (fetched through Config.Homes, cached for Config.HomeKeyTTL); then the
+// Store lookups (the cert's serial not used here before, no init key in
+// use); then the token is redeemed at the home with Config.SelfURL and its
+// FID compared with the cert's; only then are the KeyPackages' signatures
+// verified. The session, its FID mapping, its ID-Cert, its KeyPackages and
+// its last resort are stored in one atomic Store operation
+// (Store.CreateSession): a failed login leaves nothing behind. The user's
+// other sessions get NEW_SESSION once the session is stored.
 //
 // Once the token is redeemed it is spent: if a later step fails (FID
-// mismatch, a duplicate init_key, a Store failure) the half-made session is
-// ended again and the client needs a new token. NEW_SESSION may then
-// already have been sent for the ended session.
+// mismatch, an invalid KeyPackage signature, a duplicate init_key stored
+// meanwhile, a cap, a Store failure) the client needs a new token.
 //
 // Errors: ErrNotFederated (no Config.Homes), ErrBadRequest (malformed
 // request), ErrInvalidIDCert, ErrForbidden (the cert names a user of this
 // server), ErrUnknownHome, ErrHomeUnreachable, ErrTokenInvalid,
 // ErrFIDMismatch, ErrConflict (the ID-Cert already admitted a session here:
-// get a new one from the home server), and the KeyPackage errors of
-// UploadKeyPackages.
+// get a new one from the home server), ErrTooManySessions, and the
+// KeyPackage errors of UploadKeyPackages.
 func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (string, Session, error) {
 	if s.cfg.Homes == nil {
 		return "", Session{}, Errorf(ErrNotFederated, "this server does not accept foreign users")
@@ -122,6 +127,18 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	if len(req.KeyPackages) > MaxKeyPackagesPerUpload {
 		return "", Session{}, Errorf(ErrBadRequest, "a login carries at most %d KeyPackages, not %d", MaxKeyPackagesPerUpload, len(req.KeyPackages))
 	}
+	if _, err := idcert.ParseCert(req.IDCert); err != nil {
+		return "", Session{}, Errorf(ErrInvalidIDCert, "%s", err.Error())
+	}
+	all := req.KeyPackages
+	if req.LastResort != nil {
+		all = append(all[:len(all):len(all)], req.LastResort)
+	}
+	for i, data := range all {
+		if _, err := mls.Decode(data); err != nil {
+			return "", Session{}, Errorf(ErrInvalidKeyPackage, "%s: %s", loginKPName(i, len(req.KeyPackages)), err.Error())
+		}
+	}
 
 	cert, fid, err := s.verifyForeignCert(ctx, req.IDCert, "")
 	if err != nil {
@@ -132,37 +149,37 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 		return "", Session{}, err
 	}
 
-	var kps []KeyPackage
-	var lr *KeyPackage
-	if len(req.KeyPackages) > 0 || req.LastResort != nil {
-		if len(cert.MLSSignatureKey) == 0 {
-			return "", Session{}, Errorf(ErrInvalidKeyPackage, "the ID-Cert certifies a key that has no MLS form (RSA), so no KeyPackage can be bound to it")
-		}
-		kps = make([]KeyPackage, len(req.KeyPackages))
-		for i, data := range req.KeyPackages {
-			if kps[i], err = s.checkKeyPackage(Principal{FID: fid}, data, cert.MLSSignatureKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
-				return "", Session{}, err
-			}
-		}
-		if req.LastResort != nil {
-			k, err := s.checkKeyPackage(Principal{FID: fid}, req.LastResort, cert.MLSSignatureKey, "last-resort KeyPackage")
-			if err != nil {
-				return "", Session{}, err
-			}
-			lr = &k
-		}
+	kps := make([]KeyPackage, len(all))
+	decoded := make([]*mls.KeyPackage, len(all))
+	if len(all) > 0 && len(cert.MLSSignatureKey) == 0 {
+		return "", Session{}, Errorf(ErrInvalidKeyPackage, "the ID-Cert certifies a key that has no MLS form (RSA), so no KeyPackage can be bound to it")
 	}
-
-	user, err := s.store.UserIDForFID(ctx, fid, s.cfg.ForeignUserIDs())
-	if err != nil {
-		return "", Session{}, fmt.Errorf("map foreign FID: %w", err)
+	initKeys := make([][]byte, len(all))
+	for i, data := range all {
+		if kps[i], decoded[i], err = s.decodeKeyPackage(Principal{FID: fid}, data, cert.MLSSignatureKey, loginKPName(i, len(req.KeyPackages))); err != nil {
+			return "", Session{}, err
+		}
+		initKeys[i] = kps[i].InitKey
 	}
-	if user == 0 {
-		return "", Session{}, errors.New("map foreign FID: user ID 0 (Config.ForeignUserIDs returned 0)")
+	if len(all) > 0 {
+		if _, err := CheckUpload(kps, nil, s.now()); err != nil {
+			return "", Session{}, s.storeErr(err)
+		}
+		i, err := s.store.InitKeyInUse(ctx, initKeys, s.now())
+		if err != nil {
+			return "", Session{}, fmt.Errorf("look up init keys: %w", err)
+		}
+		if i >= 0 {
+			return "", Session{}, Errorf(ErrDuplicateKeyPackage, "%s: a KeyPackage with the same init_key is stored or was handed out and has not expired", loginKPName(i, len(req.KeyPackages)))
+		}
 	}
 	serial := cert.Serial.String()
-	if err := s.checkSerialUnused(ctx, user, serial, cert.IssuedAt); err != nil {
+	if err := s.checkSerialUnused(ctx, serial); err != nil {
 		return "", Session{}, err
+	}
+	candidate := s.cfg.ForeignUserIDs()
+	if candidate == 0 {
+		return "", Session{}, errors.New("map foreign FID: user ID 0 (Config.ForeignUserIDs returned 0)")
 	}
 
 	// The point of no return: the token is spent from here on.
@@ -181,44 +198,43 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	if tok.Server != s.cfg.SelfURL {
 		return "", Session{}, Errorf(ErrHomeUnreachable, "the home server of %s redeemed the token for another server", domain)
 	}
+	for i, d := range decoded {
+		if err := s.validateKeyPackage(d, loginKPName(i, len(req.KeyPackages))); err != nil {
+			return "", Session{}, err
+		}
+	}
 
-	token, sess, err := s.createSession(ctx, user, fid, domain)
+	n := NewSession{
+		Session:          Session{FID: fid, Home: domain},
+		ForeignCandidate: candidate,
+		Cert: &IDCert{
+			FID: fid, Serial: serial,
+			Cert: cert.Raw, SignatureKey: cert.MLSSignatureKey, ServerKeyFingerprint: cert.IssuerFingerprint,
+			IssuedAt: cert.IssuedAt.UTC(), ExpiresAt: cert.Expires.UTC(),
+		},
+		KeyPackages: kps[:len(req.KeyPackages)],
+	}
+	if req.LastResort != nil {
+		n.LastResort = &kps[len(kps)-1]
+	}
+	token, sess, err := s.storeSession(ctx, n)
+	if errors.Is(err, ErrConflict) {
+		return "", Session{}, Errorf(ErrConflict, "this ID-Cert already admitted a session here; get a new ID-Cert from your home server")
+	}
 	if err != nil {
-		return "", Session{}, err
+		return "", Session{}, s.storeErr(err)
 	}
-	undo := func(cause error) (string, Session, error) {
-		if err := s.store.EndSession(context.WithoutCancel(ctx), user, sess.SessionID, s.now()); err != nil {
-			s.log.LogAttrs(ctx, slog.LevelError, "could not end a half-made foreign session", slog.String("user_id", user.String()), slog.String("session_id", string(sess.SessionID)), slog.String("error", err.Error()))
-		}
-		return "", Session{}, cause
-	}
-	c := IDCert{
-		UserID: user, SessionID: sess.SessionID, FID: fid, Serial: serial,
-		Cert: cert.Raw, SignatureKey: cert.MLSSignatureKey, ServerKeyFingerprint: cert.IssuerFingerprint,
-		IssuedAt: cert.IssuedAt.UTC(), ExpiresAt: cert.Expires.UTC(),
-	}
-	if err := s.store.PutIDCert(ctx, c); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return undo(Errorf(ErrConflict, "this ID-Cert already admitted a session here; get a new ID-Cert from your home server"))
-		}
-		return undo(fmt.Errorf("store ID-Cert: %w", err))
-	}
-	for i := range kps {
-		kps[i].UserID, kps[i].SessionID = user, sess.SessionID
-	}
-	if len(kps) > 0 {
-		if err := s.storeErr(s.store.AddKeyPackages(ctx, kps, s.cfg.MaxKeyPackagesPerSession, s.now())); err != nil {
-			return undo(err)
-		}
-	}
-	if lr != nil {
-		lr.UserID, lr.SessionID = user, sess.SessionID
-		if err := s.storeErr(s.store.SetLastResort(ctx, *lr, s.now())); err != nil {
-			return undo(err)
-		}
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "foreign session created", slog.String("user_id", user.String()), slog.String("session_id", string(sess.SessionID)), slog.String("home", domain), slog.Int("keypackages", len(kps)))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "foreign session created", slog.String("user_id", sess.UserID.String()), slog.String("session_id", string(sess.SessionID)), slog.String("home", domain), slog.Int("keypackages", len(n.KeyPackages)))
 	return token, sess, nil
+}
+
+// loginKPName names KeyPackage i of a route-16 request with n regular
+// KeyPackages (i == n is the last resort) in error messages.
+func loginKPName(i, n int) string {
+	if i == n {
+		return "last-resort KeyPackage"
+	}
+	return fmt.Sprintf("KeyPackage %d", i)
 }
 
 // recordForeignIDCert records a new ID-Cert for the caller's foreign
@@ -342,6 +358,7 @@ func (s *Service) verifyForeignCert(ctx context.Context, raw []byte, want FID) (
 	} else if ahead > 0 {
 		at = parsed.IssuedAt
 	}
+	s.countSignature("id_cert")
 	c, err := idcert.Verify(raw, key, at)
 	if err != nil {
 		return nil, "", Errorf(ErrInvalidIDCert, "%s", err.Error())
@@ -432,22 +449,18 @@ func (s *Service) homeErr(ctx context.Context, domain, what string, err error) e
 	return fmt.Errorf("%w: %w", Errorf(ErrHomeUnreachable, "the home server of %s did not answer usefully", domain), err)
 }
 
-// checkSerialUnused refuses a cert whose serial is already stored for the
-// user: the Store refuses duplicate serials, and finding out before the
-// token is redeemed keeps the token usable. Certs superseded at the very
-// instant they were issued escape this check; PutIDCert still refuses
-// them.
-func (s *Service) checkSerialUnused(ctx context.Context, user UserID, serial string, issued time.Time) error {
-	certs, err := s.store.IDCertsAt(ctx, user, issued)
-	if err != nil {
-		return fmt.Errorf("look up ID-Certs: %w", err)
+// checkSerialUnused refuses a cert whose serial is already stored: the
+// Store refuses duplicate serials, and finding out before the token is
+// redeemed keeps the token usable.
+func (s *Service) checkSerialUnused(ctx context.Context, serial string) error {
+	_, err := s.store.IDCertBySerial(ctx, serial)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up ID-Cert serial: %w", err)
 	}
-	for _, c := range certs {
-		if c.Serial == serial {
-			return Errorf(ErrConflict, "this ID-Cert already admitted a session here; get a new ID-Cert from your home server")
-		}
-	}
-	return nil
+	return Errorf(ErrConflict, "this ID-Cert already admitted a session here; get a new ID-Cert from your home server")
 }
 
 // plausibleToken reports whether tok may be a federation token of some

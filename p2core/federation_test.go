@@ -290,7 +290,7 @@ func (f *fed) localCert(t *testing.T) []byte {
 	return c.Cert
 }
 
-func TestForeignLoginUndoesTheSessionWhenStoringFails(t *testing.T) {
+func TestForeignLoginRefusesRepeatedInitKeysBeforeRedeemingTheToken(t *testing.T) {
 	f := newFed(t, nil)
 	alice := f.user(t, 1, "alice")
 	b := mlstest.NewEd25519(alice.key.Signer)
@@ -301,22 +301,96 @@ func TestForeignLoginUndoesTheSessionWhenStoringFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := f.token(t, alice)
-	// The same KeyPackage twice passes validation but not the Store.
 	_, _, err = f.here.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert, KeyPackages: [][]byte{kp, kp}})
 	if !errors.Is(err, p2core.ErrDuplicateKeyPackage) {
 		t.Fatalf("err = %v, want ErrDuplicateKeyPackage", err)
 	}
-	user, err := f.store.UserIDForFID(ctx, "alice@a.test", 12345)
+	// Refused before the redemption: the token still works.
+	if _, _, err := f.here.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert}); err != nil {
+		t.Fatalf("login with the same token after the refusal: %v", err)
+	}
+}
+
+// A login that fails in the Store, after the token was redeemed, leaves
+// nothing behind: no session, no cert, no FID mapping.
+func TestFailedForeignLoginLeavesNothing(t *testing.T) {
+	next := p2core.UserID(1000)
+	f := newFed(t, func(c *p2core.Config) {
+		c.MaxKeyPackagesPerUser = 1
+		c.ForeignUserIDs = func() p2core.UserID { next++; return next }
+	})
+	alice := f.user(t, 1, "alice")
+	b := mlstest.NewEd25519(alice.key.Signer)
+	b.Now = f.clock.Now
+	kp1, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sessions, err := f.store.Sessions(ctx, user); err != nil || len(sessions) != 0 {
+	kp2, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t, alice)
+	_, _, err = f.here.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert, KeyPackages: [][]byte{kp1, kp2}})
+	if !errors.Is(err, p2core.ErrTooManyKeyPackages) {
+		t.Fatalf("err = %v, want ErrTooManyKeyPackages", err)
+	}
+	if sessions, err := f.store.Sessions(ctx, 1001); err != nil || len(sessions) != 0 {
 		t.Fatalf("sessions left: %+v, %v", sessions, err)
+	}
+	parsed, err := idcert.ParseCert(alice.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.IDCertBySerial(ctx, parsed.Serial.String()); !errors.Is(err, p2core.ErrNotFound) {
+		t.Fatalf("cert of the failed login: %v, want ErrNotFound", err)
 	}
 	// The token was spent: documented, the client needs a new one.
 	_, _, err = f.here.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: alice.cert})
 	if !errors.Is(err, p2core.ErrTokenInvalid) {
 		t.Fatalf("reusing the spent token: %v", err)
+	}
+	// No FID mapping was left: the next login maps alice afresh.
+	_, sess := f.login(t, alice, kp1)
+	if sess.UserID != 1003 {
+		t.Fatalf("user of the next login %d, want the fresh candidate 1003 (a failed login left a mapping)", sess.UserID)
+	}
+}
+
+// Route 16 does the cheap work first: a garbage token costs one ID-Cert
+// verification and no KeyPackage signature, however many KeyPackages
+// come with it.
+func TestForeignLoginVerifiesNoKeyPackageBeforeTheTokenIsRedeemed(t *testing.T) {
+	var mu sync.Mutex
+	checks := map[string]int{}
+	f := newFed(t, func(c *p2core.Config) {
+		c.SignatureChecks = func(kind string) { mu.Lock(); checks[kind]++; mu.Unlock() }
+	})
+	alice := f.user(t, 1, "alice")
+	b := mlstest.NewEd25519(alice.key.Signer)
+	b.Now = f.clock.Now
+	var kps [][]byte
+	for range 20 {
+		kp, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps = append(kps, kp)
+	}
+	_, _, err := f.here.ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: "garbage", IDCert: alice.cert, KeyPackages: kps})
+	if !errors.Is(err, p2core.ErrTokenInvalid) {
+		t.Fatalf("err = %v, want ErrTokenInvalid", err)
+	}
+	mu.Lock()
+	if checks["keypackage"] != 0 || checks["id_cert"] != 1 {
+		t.Fatalf("a garbage token cost %v verifications, want 1 id_cert and no keypackage", checks)
+	}
+	mu.Unlock()
+	f.login(t, alice, kps...)
+	mu.Lock()
+	defer mu.Unlock()
+	if checks["keypackage"] != 20 {
+		t.Fatalf("a good login verified %d KeyPackages, want 20 (the counter counts nothing?)", checks["keypackage"])
 	}
 }
 

@@ -128,6 +128,7 @@ func (s *Service) decodeKeyPackage(p Principal, data []byte, sigKey []byte, what
 // validateKeyPackage does the expensive half of checkKeyPackage: the two
 // signatures of a KeyPackage decodeKeyPackage accepted.
 func (s *Service) validateKeyPackage(kp *mls.KeyPackage, what string) error {
+	s.countSignature("keypackage")
 	if err := mls.VerifySignatures(kp); err != nil {
 		return Errorf(ErrInvalidKeyPackage, "%s: %s", what, err.Error())
 	}
@@ -145,6 +146,14 @@ func refuseRepeatedInitKeys(kps []KeyPackage) error {
 		seen[string(kp.InitKey)] = struct{}{}
 	}
 	return nil
+}
+
+// countSignature reports one signature verification to
+// Config.SignatureChecks.
+func (s *Service) countSignature(kind string) {
+	if s.cfg.SignatureChecks != nil {
+		s.cfg.SignatureChecks(kind)
+	}
 }
 
 // UploadKeyPackages validates and stores 1 to 100 KeyPackages for the
@@ -185,7 +194,7 @@ func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [
 			return err
 		}
 	}
-	return s.storeErr(s.store.AddKeyPackages(ctx, kps, s.cfg.MaxKeyPackagesPerSession, s.now()))
+	return s.storeErr(s.store.AddKeyPackages(ctx, kps, s.cfg.MaxKeyPackagesPerUser, s.now()))
 }
 
 // SetLastResortKeyPackage validates data and makes it the caller's
@@ -212,7 +221,8 @@ func (s *Service) SetLastResortKeyPackage(ctx context.Context, p Principal, data
 	return s.storeErr(s.store.SetLastResort(ctx, kp, s.now()))
 }
 
-// storeErr gives the Store's KeyPackage refusals a message for the caller.
+// storeErr gives the Store's refusals of sessions and KeyPackages a
+// message for the caller.
 func (s *Service) storeErr(err error) error {
 	switch {
 	case err == nil:
@@ -220,9 +230,13 @@ func (s *Service) storeErr(err error) error {
 	case errors.Is(err, ErrDuplicateKeyPackage):
 		return Errorf(ErrDuplicateKeyPackage, "a KeyPackage with the same init_key is stored or was handed out and has not expired")
 	case errors.Is(err, ErrTooManyKeyPackages):
-		return Errorf(ErrTooManyKeyPackages, "this session may hold at most %d KeyPackages", s.cfg.MaxKeyPackagesPerSession)
+		return Errorf(ErrTooManyKeyPackages, "a user may hold at most %d KeyPackages across all sessions", s.cfg.MaxKeyPackagesPerUser)
+	case errors.Is(err, ErrTooManySessions):
+		return Errorf(ErrTooManySessions, "a user may have at most %d sessions; end one first", s.cfg.MaxSessionsPerUser)
+	case errors.Is(err, ErrUnavailable):
+		return err
 	default:
-		return fmt.Errorf("store KeyPackages: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 }
 

@@ -21,17 +21,32 @@ type NewSessionPayload struct {
 // CreateSession starts a new session for a local user and returns its
 // bearer token (shown once; the Store keeps only its SHA-256) and the
 // stored Session. The user's other sessions get a NEW_SESSION event.
+// Errors: ErrInvalidUserID, ErrInvalidFID, ErrTooManySessions (the user
+// has Config.MaxSessionsPerUser sessions).
 func (s *Service) CreateSession(ctx context.Context, user UserID, fid FID) (string, Session, error) {
-	return s.createSession(ctx, user, fid, "")
-}
-
-func (s *Service) createSession(ctx context.Context, user UserID, fid FID, home string) (string, Session, error) {
 	if user == 0 {
 		return "", Session{}, Errorf(ErrInvalidUserID, "user ID must be positive")
 	}
 	if _, err := ParseFID(string(fid)); err != nil {
 		return "", Session{}, err
 	}
+	tok, sess, err := s.storeSession(ctx, NewSession{Session: Session{UserID: user, FID: fid}})
+	if err != nil {
+		return "", Session{}, s.storeErr(err)
+	}
+	return tok, sess, nil
+}
+
+// limits returns the per-user caps the Store enforces.
+func (s *Service) limits() Limits {
+	return Limits{MaxSessions: s.cfg.MaxSessionsPerUser, MaxKeyPackages: s.cfg.MaxKeyPackagesPerUser}
+}
+
+// storeSession gives n a fresh session ID and token, stores it with
+// everything it carries in one Store operation and, once that committed,
+// sends NEW_SESSION to the user's other sessions. A colliding session ID
+// or token is drawn again.
+func (s *Service) storeSession(ctx context.Context, n NewSession) (string, Session, error) {
 	for attempt := 0; ; attempt++ {
 		var idb [8]byte
 		if _, err := io.ReadFull(s.cfg.Rand, idb[:]); err != nil {
@@ -41,20 +56,20 @@ func (s *Service) createSession(ctx context.Context, user UserID, fid FID, home 
 		if err != nil {
 			return "", Session{}, err
 		}
-		sess := Session{UserID: user, SessionID: SessionID(hex.EncodeToString(idb[:])), FID: fid, TokenHash: hash, CreatedAt: s.now(), Home: home}
-		err = s.store.CreateSession(ctx, sess)
+		n.SessionID, n.TokenHash, n.CreatedAt = SessionID(hex.EncodeToString(idb[:])), hash, s.now()
+		sess, err := s.store.CreateSession(ctx, n, s.limits(), n.CreatedAt)
 		if errors.Is(err, ErrConflict) && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return "", Session{}, fmt.Errorf("store session: %w", err)
+			return "", Session{}, err
 		}
-		s.log.LogAttrs(ctx, slog.LevelInfo, "session created", slog.String("user_id", user.String()), slog.String("session_id", string(sess.SessionID)))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "session created", slog.String("user_id", sess.UserID.String()), slog.String("session_id", string(sess.SessionID)))
 		// To every other session of the user, named by Except rather than
 		// listed, so the event stays the same size however many sessions
-		// the user has.
-		s.publish(ctx, Event{Type: EventNewSession, UserID: user, Except: sess.SessionID, Time: sess.CreatedAt,
-			Payload: NewSessionPayload{SessionID: sess.SessionID, FID: fid, Home: home}})
+		// the user has. Sent only now that the session is stored.
+		s.publish(ctx, Event{Type: EventNewSession, UserID: sess.UserID, Except: sess.SessionID, Time: sess.CreatedAt,
+			Payload: NewSessionPayload{SessionID: sess.SessionID, FID: sess.FID, Home: sess.Home}})
 		return tok, sess, nil
 	}
 }

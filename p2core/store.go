@@ -25,6 +25,11 @@ import (
 //   - After Close, methods return ErrClosed.
 //
 // All implementations must be safe for concurrent use.
+//
+// The per-feature interfaces can be implemented one at a time; only the
+// two operations that span features (a session starts with its cert and
+// KeyPackages, and ends with them) are methods of Store itself, so no
+// per-feature interface needs to know about another.
 type Store interface {
 	TokenStore
 	SettingsStore
@@ -32,8 +37,61 @@ type Store interface {
 	CertStore
 	ServerKeyStore
 	KeyPackageStore
+
+	// CreateSession atomically stores a new session with everything it
+	// starts with: for a foreign login (n.ForeignCandidate not 0) the
+	// mapping of n.FID to a local user ID (the existing one, else
+	// n.ForeignCandidate; of concurrent logins of one FID all get the
+	// same ID), the session, its ID-Cert, its KeyPackages and its last
+	// resort. The cert and KeyPackages are stored under the session's
+	// UserID and SessionID whatever theirs say. It returns the stored
+	// Session. All or nothing: on any error nothing changes, not even
+	// the FID mapping.
+	//
+	// Errors: ErrConflict (the user has a session with that SessionID,
+	// another session has the same TokenHash, or a cert with the same
+	// Serial exists); ErrTooManySessions (the user already has
+	// lim.MaxSessions sessions); ErrDuplicateKeyPackage and
+	// ErrTooManyKeyPackages as in AddKeyPackages and SetLastResort (init
+	// keys must also differ between the KeyPackages and the last resort;
+	// the cap is lim.MaxKeyPackages).
+	CreateSession(ctx context.Context, n NewSession, lim Limits, now time.Time) (Session, error)
+	// EndSession atomically removes the session (if stored), all its
+	// regular KeyPackages and its last-resort KeyPackage, and ends its
+	// current ID-Cert at now (SupersededAt = now). It is idempotent and
+	// returns nil when there was nothing to remove, so it also serves
+	// embedders whose sessions live outside the Store. Handed-out init
+	// keys stay taken until their NotAfter.
+	EndSession(ctx context.Context, user UserID, session SessionID, now time.Time) error
+
 	// Close releases the backend's resources. It is safe to call twice.
 	Close() error
+}
+
+// NewSession is a session to create with Store.CreateSession.
+type NewSession struct {
+	Session
+	// ForeignCandidate, when not 0, makes this a foreign login: the
+	// session's UserID (Session.UserID is ignored) is the local user ID
+	// mapped to Session.FID, mapped to ForeignCandidate when the FID has
+	// no mapping yet.
+	ForeignCandidate UserID
+	// Cert, when not nil, becomes the session's current ID-Cert.
+	Cert *IDCert
+	// KeyPackages are stored as the session's regular KeyPackages.
+	KeyPackages []KeyPackage
+	// LastResort, when not nil, is the session's last-resort KeyPackage.
+	LastResort *KeyPackage
+}
+
+// Limits are the per-user caps a Store enforces inside its atomic
+// operations. A cap of zero or less allows nothing.
+type Limits struct {
+	// MaxSessions caps the sessions of one user.
+	MaxSessions int
+	// MaxKeyPackages caps one user's unexpired regular KeyPackages,
+	// across all of the user's sessions.
+	MaxKeyPackages int
 }
 
 // FederationToken is a stored federation token. The token itself is never
@@ -96,28 +154,15 @@ type Session struct {
 	Home string
 }
 
-// SessionStore keeps sessions.
+// SessionStore keeps sessions (created and ended by Store.CreateSession
+// and Store.EndSession).
 type SessionStore interface {
-	// CreateSession stores s. ErrConflict if the user already has a
-	// session with that SessionID or another session has the same
-	// TokenHash. Atomic.
-	CreateSession(ctx context.Context, s Session) error
 	// SessionByToken returns the session whose TokenHash is hash, or
 	// ErrNotFound.
 	SessionByToken(ctx context.Context, hash [32]byte) (Session, error)
 	// Sessions returns the user's sessions, oldest first (empty, not
 	// ErrNotFound, when there are none).
 	Sessions(ctx context.Context, user UserID) ([]Session, error)
-	// EndSession atomically removes the session (if stored), all its
-	// regular KeyPackages and its last-resort KeyPackage, and ends its
-	// current ID-Cert at now (SupersededAt = now). It is idempotent and
-	// returns nil when there was nothing to remove, so it also serves
-	// embedders whose sessions live outside the Store.
-	EndSession(ctx context.Context, user UserID, session SessionID, now time.Time) error
-	// UserIDForFID returns the local user ID mapped to a foreign FID,
-	// creating the mapping with candidate when there is none. Of
-	// concurrent calls for one FID all get the same ID. Atomic.
-	UserIDForFID(ctx context.Context, fid FID, candidate UserID) (UserID, error)
 }
 
 // IDCert is a stored ID-Cert: a server certification of one session's
@@ -161,6 +206,9 @@ type CertStore interface {
 	// only with clock skew between instances, still supersedes it at its
 	// own IssuedAt.)
 	PutIDCert(ctx context.Context, c IDCert) error
+	// IDCertBySerial returns the cert with the given serial, current or
+	// not, or ErrNotFound.
+	IDCertBySerial(ctx context.Context, serial string) (IDCert, error)
 	// CurrentIDCert returns the session's current (not superseded) cert,
 	// expired or not, or ErrNotFound.
 	CurrentIDCert(ctx context.Context, user UserID, session SessionID) (IDCert, error)
@@ -240,10 +288,10 @@ type KeyPackageStore interface {
 	// of them. ErrDuplicateKeyPackage if an init key repeats within kps or
 	// equals that of a stored KeyPackage, a stored last resort, or a
 	// handed-out KeyPackage whose NotAfter is after now.
-	// ErrTooManyKeyPackages if the session would hold more than max
-	// unexpired regular KeyPackages (max <= 0 allows none); when both
-	// apply, ErrDuplicateKeyPackage wins. An expired KeyPackage not yet
-	// purged still holds its init key.
+	// ErrTooManyKeyPackages if the user would hold more than max
+	// unexpired regular KeyPackages across all of its sessions (max <= 0
+	// allows none); when both apply, ErrDuplicateKeyPackage wins. An
+	// expired KeyPackage not yet purged still holds its init key.
 	AddKeyPackages(ctx context.Context, kps []KeyPackage, max int, now time.Time) error
 	// SetLastResort atomically replaces the session's last-resort
 	// KeyPackage with kp and clears its used flag. Init key uniqueness as
@@ -263,6 +311,12 @@ type KeyPackageStore interface {
 	// that is replaced or whose session ends keeps its init key taken
 	// until its NotAfter, like any handed-out KeyPackage.
 	ClaimKeyPackages(ctx context.Context, user UserID, suite uint16, now time.Time) ([]ClaimedKeyPackage, error)
+	// InitKeyInUse returns the index of the first of initKeys that
+	// AddKeyPackages would refuse as a duplicate at now (stored, or
+	// handed out with a NotAfter after now), or -1 when none is. It
+	// changes nothing; callers use it to refuse a re-upload before any
+	// expensive check, and AddKeyPackages still decides atomically.
+	InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error)
 	// KeyPackageStatus returns the session's supply at now (zero values
 	// when it has nothing).
 	KeyPackageStatus(ctx context.Context, user UserID, session SessionID, now time.Time) (KeyPackageStatus, error)

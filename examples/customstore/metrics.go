@@ -53,8 +53,8 @@ const (
 	mSessionByToken
 	mSessions
 	mEndSession
-	mUserIDForFID
 	mPutIDCert
+	mIDCertBySerial
 	mCurrentIDCert
 	mIDCertsAt
 	mServerKeys
@@ -62,6 +62,7 @@ const (
 	mAddKeyPackages
 	mSetLastResort
 	mClaimKeyPackages
+	mInitKeyInUse
 	mKeyPackageStatus
 	mPurgeExpiredKeyPackages
 	mClose
@@ -71,10 +72,10 @@ const (
 var methodNames = [numMethods]string{
 	"CreateToken", "RedeemToken", "DeleteUserTokens", "DeleteAllTokens", "PurgeExpiredTokens",
 	"Setting", "PutSetting", "CreateSetting",
-	"CreateSession", "SessionByToken", "Sessions", "EndSession", "UserIDForFID",
-	"PutIDCert", "CurrentIDCert", "IDCertsAt",
+	"CreateSession", "SessionByToken", "Sessions", "EndSession",
+	"PutIDCert", "IDCertBySerial", "CurrentIDCert", "IDCertsAt",
 	"ServerKeys", "AddServerKey",
-	"AddKeyPackages", "SetLastResort", "ClaimKeyPackages", "KeyPackageStatus", "PurgeExpiredKeyPackages",
+	"AddKeyPackages", "SetLastResort", "ClaimKeyPackages", "InitKeyInUse", "KeyPackageStatus", "PurgeExpiredKeyPackages",
 	"Close",
 }
 
@@ -91,7 +92,7 @@ type MethodStats struct {
 	Calls int64
 	// Refusals counts calls that returned an outcome the contract
 	// documents: ErrNotFound, ErrConflict, ErrTokenInvalid,
-	// ErrDuplicateKeyPackage or ErrTooManyKeyPackages.
+	// ErrDuplicateKeyPackage, ErrTooManyKeyPackages or ErrTooManySessions.
 	Refusals int64
 	// Failures counts every other error: internal failures, ErrClosed and
 	// cancelled or expired contexts.
@@ -149,7 +150,7 @@ func (m *MetricsStore) Stats() []MethodStats {
 
 // contractErrors are the outcomes the Store contract documents.
 var contractErrors = []error{p2core.ErrNotFound, p2core.ErrConflict, p2core.ErrTokenInvalid,
-	p2core.ErrDuplicateKeyPackage, p2core.ErrTooManyKeyPackages}
+	p2core.ErrDuplicateKeyPackage, p2core.ErrTooManyKeyPackages, p2core.ErrTooManySessions}
 
 // call is one call in progress.
 type call struct {
@@ -273,12 +274,12 @@ func (m *MetricsStore) CreateSetting(ctx context.Context, key string, value []by
 	return err
 }
 
-// CreateSession implements p2core.SessionStore.
-func (m *MetricsStore) CreateSession(ctx context.Context, s p2core.Session) error {
+// CreateSession implements p2core.Store.
+func (m *MetricsStore) CreateSession(ctx context.Context, n p2core.NewSession, lim p2core.Limits, now time.Time) (p2core.Session, error) {
 	c := m.begin(mCreateSession)
-	err := m.next.CreateSession(ctx, s)
-	c.end(ctx, err, user(s.UserID), session(s.SessionID))
-	return err
+	s, err := m.next.CreateSession(ctx, n, lim, now)
+	c.end(ctx, err, user(s.UserID), session(n.SessionID), slog.Int("keypackages", len(n.KeyPackages)))
+	return s, err
 }
 
 // SessionByToken implements p2core.SessionStore.
@@ -297,20 +298,12 @@ func (m *MetricsStore) Sessions(ctx context.Context, u p2core.UserID) ([]p2core.
 	return ss, err
 }
 
-// EndSession implements p2core.SessionStore.
+// EndSession implements p2core.Store.
 func (m *MetricsStore) EndSession(ctx context.Context, u p2core.UserID, s p2core.SessionID, now time.Time) error {
 	c := m.begin(mEndSession)
 	err := m.next.EndSession(ctx, u, s, now)
 	c.end(ctx, err, user(u), session(s))
 	return err
-}
-
-// UserIDForFID implements p2core.SessionStore.
-func (m *MetricsStore) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	c := m.begin(mUserIDForFID)
-	id, err := m.next.UserIDForFID(ctx, fid, candidate)
-	c.end(ctx, err, slog.String("fid", string(fid)))
-	return id, err
 }
 
 // PutIDCert implements p2core.CertStore.
@@ -319,6 +312,14 @@ func (m *MetricsStore) PutIDCert(ctx context.Context, cert p2core.IDCert) error 
 	err := m.next.PutIDCert(ctx, cert)
 	c.end(ctx, err, user(cert.UserID), session(cert.SessionID))
 	return err
+}
+
+// IDCertBySerial implements p2core.CertStore.
+func (m *MetricsStore) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
+	c := m.begin(mIDCertBySerial)
+	cert, err := m.next.IDCertBySerial(ctx, serial)
+	c.end(ctx, err, slog.String("serial", serial))
+	return cert, err
 }
 
 // CurrentIDCert implements p2core.CertStore.
@@ -379,6 +380,14 @@ func (m *MetricsStore) ClaimKeyPackages(ctx context.Context, u p2core.UserID, su
 	kps, err := m.next.ClaimKeyPackages(ctx, u, suite, now)
 	c.end(ctx, err, user(u), slog.Int("claimed", len(kps)))
 	return kps, err
+}
+
+// InitKeyInUse implements p2core.KeyPackageStore.
+func (m *MetricsStore) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {
+	c := m.begin(mInitKeyInUse)
+	i, err := m.next.InitKeyInUse(ctx, initKeys, now)
+	c.end(ctx, err, slog.Int("count", len(initKeys)))
+	return i, err
 }
 
 // KeyPackageStatus implements p2core.KeyPackageStore.

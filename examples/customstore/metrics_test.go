@@ -114,7 +114,7 @@ func TestSlowCallsAreLoggedWithoutSecrets(t *testing.T) {
 		m.CreateToken(ctx, p2core.FederationToken{Hash: tokenHash, UserID: 7, FID: "alice@home.example",
 			Server: "https://b.example", IssuedAt: now, ExpiresAt: now.Add(time.Minute)}),
 		m.PutSetting(ctx, "flag", secret("value")),
-		m.CreateSession(ctx, p2core.Session{UserID: 7, SessionID: "laptop", TokenHash: sessionHash, CreatedAt: now}),
+		createSession(ctx, m, p2core.Session{UserID: 7, SessionID: "laptop", TokenHash: sessionHash, CreatedAt: now}),
 		m.PutIDCert(ctx, cert),
 		m.AddServerKey(ctx, key, nil),
 		m.AddKeyPackages(ctx, []p2core.KeyPackage{kp}, 100, now),
@@ -172,4 +172,10 @@ func TestNegativeSlowThresholdLogsNothing(t *testing.T) {
 	if buf.Len() != 0 || stats(t, m, "Sessions").Slow != 0 {
 		t.Fatalf("slow-call logging is off but logged %q", buf.String())
 	}
+}
+
+// createSession stores a bare session.
+func createSession(ctx context.Context, m p2core.Store, s p2core.Session) error {
+	_, err := m.CreateSession(ctx, p2core.NewSession{Session: s}, p2core.Limits{MaxSessions: 10}, s.CreatedAt)
+	return err
 }

@@ -140,7 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	svgScenarios := fs.String("svg-scenarios", "claim,idcert", "scenarios the -svg chart shows, one panel each")
 	fs.IntVar(&c.uploadBatch, "upload-batch", 1, "KeyPackages per upload request (1-100)")
 	mix := fs.String("mix", defaultMix, "weights of the mixed scenario, name=weight,...")
-	fs.IntVar(&c.kpCap, "keypackage-cap", 1000, "the server's per-session KeyPackage cap (Config.MaxKeyPackagesPerSession)")
+	fs.IntVar(&c.kpCap, "keypackage-cap", 1000, "the server's per-user KeyPackage cap (Config.MaxKeyPackagesPerUser)")
 	fs.IntVar(&c.certHistory, "cert-history", 0, "read-cert: renew the read user's ID-Cert this many times first (route 9 keeps every superseded cert)")
 	fs.BoolVar(&c.trivialInProcess, "trivial-in-process", false, "serve the trivial handlers from httptest servers in this process instead of a child process")
 	fs.StringVar(&c.reportFrom, "report", "", "print the table, targets and -svg chart of results saved with -json in this file, without measuring")

@@ -199,7 +199,7 @@ func seedStore(ctx context.Context, path string, users, perUser int, progress fu
 			kps[j] = p2core.KeyPackage{UserID: uid, SessionID: sess.SessionID, Ref: ref, CipherSuite: kp.CipherSuite,
 				InitKey: kp.InitKey, Data: kp.Raw, NotAfter: kp.NotAfterTime(), UploadedAt: now}
 		}
-		if err := s.AddKeyPackages(ctx, kps, p2core.DefaultMaxKeyPackagesPerSession, now); err != nil {
+		if err := s.AddKeyPackages(ctx, kps, p2core.DefaultMaxKeyPackagesPerUser, now); err != nil {
 			return err
 		}
 		if d := done.Add(1); d%max(1, int64(users)/10) == 0 {

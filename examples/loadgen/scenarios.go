@@ -39,7 +39,7 @@ type env struct {
 	prefix   string // username prefix, unique per run
 	progress func(format string, args ...any)
 	// kpCap is the server's per-session cap of regular KeyPackages
-	// (p2core.DefaultMaxKeyPackagesPerSession for the example server).
+	// (p2core.DefaultMaxKeyPackagesPerUser for the example server).
 	kpCap       int
 	uploadBatch int
 	mixWeights  []mixWeight

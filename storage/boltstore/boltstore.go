@@ -37,6 +37,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -155,6 +156,10 @@ func dbErr(err error) error {
 		return nil
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return fmt.Errorf("boltstore: %w", p2core.ErrClosed)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// A full disk (or quota) passes once space is freed; the commit
+		// was rolled back.
+		return fmt.Errorf("boltstore: %w: %w", p2core.ErrUnavailable, err)
 	}
 	return err
 }
@@ -346,7 +351,7 @@ func (s *Store) updateAlone(ctx context.Context, fn func(tx *bolt.Tx) error) err
 	case errors.Is(err, errNoChange):
 		return nil
 	case err != nil:
-		return err
+		return dbErr(err) // growing the file can hit a full disk
 	}
 	if err := ctx.Err(); err != nil {
 		return err

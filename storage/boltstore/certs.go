@@ -98,37 +98,80 @@ func endCurrentCert(tx *bolt.Tx, sessionKey []byte, now time.Time) (bool, error)
 
 // PutIDCert implements p2core.CertStore.
 func (s *Store) PutIDCert(ctx context.Context, c p2core.IDCert) error {
-	c.IssuedAt, c.ExpiresAt, c.SupersededAt = trunc(c.IssuedAt), trunc(c.ExpiresAt), time.Time{}
-	val := encodeCert(c)
-	ck := certKey(c)
-	sk := serialKey(c.Serial)
-	cur := userSessionKey(c.UserID, c.SessionID)
+	pc := prepareCert(c)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		serials := tx.Bucket([]byte(bCertSerials))
-		if serials.Get(sk) != nil {
-			return fmt.Errorf("boltstore: ID-Cert serial %q exists: %w", c.Serial, p2core.ErrConflict)
-		}
-		current := tx.Bucket([]byte(bCertCurrent))
-		if prev := current.Get(cur); prev != nil {
-			if err := supersede(tx, bytes.Clone(prev), c.IssuedAt); err != nil {
-				return err
-			}
-		}
-		if current.Get(cur[:8]) == nil {
-			// The user's first cert (every user with certs has a mark):
-			// nothing of theirs is superseded yet.
-			if err := current.Put(cur[:8], make([]byte, 8)); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket([]byte(bCerts)).Put(ck, val); err != nil {
+		if err := pc.check(tx); err != nil {
 			return err
 		}
-		if err := serials.Put(sk, ck); err != nil {
-			return err
-		}
-		return current.Put(cur, ck)
+		return pc.write(tx)
 	})
+}
+
+// preparedCert is a cert encoded before its transaction starts.
+type preparedCert struct {
+	serial      string
+	issued      time.Time
+	val, ck, sk []byte
+	cur         []byte // user(8)|session
+}
+
+func prepareCert(c p2core.IDCert) preparedCert {
+	c.IssuedAt, c.ExpiresAt, c.SupersededAt = trunc(c.IssuedAt), trunc(c.ExpiresAt), time.Time{}
+	return preparedCert{serial: c.Serial, issued: c.IssuedAt, val: encodeCert(c), ck: certKey(c), sk: serialKey(c.Serial), cur: userSessionKey(c.UserID, c.SessionID)}
+}
+
+// check refuses a serial in use.
+func (pc preparedCert) check(tx *bolt.Tx) error {
+	if tx.Bucket([]byte(bCertSerials)).Get(pc.sk) != nil {
+		return fmt.Errorf("boltstore: ID-Cert serial %q exists: %w", pc.serial, p2core.ErrConflict)
+	}
+	return nil
+}
+
+// write makes the checked cert its session's current one.
+func (pc preparedCert) write(tx *bolt.Tx) error {
+	current := tx.Bucket([]byte(bCertCurrent))
+	if prev := current.Get(pc.cur); prev != nil {
+		if err := supersede(tx, bytes.Clone(prev), pc.issued); err != nil {
+			return err
+		}
+	}
+	if current.Get(pc.cur[:8]) == nil {
+		// The user's first cert (every user with certs has a mark):
+		// nothing of theirs is superseded yet.
+		if err := current.Put(pc.cur[:8], make([]byte, 8)); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket([]byte(bCerts)).Put(pc.ck, pc.val); err != nil {
+		return err
+	}
+	if err := tx.Bucket([]byte(bCertSerials)).Put(pc.sk, pc.ck); err != nil {
+		return err
+	}
+	return current.Put(pc.cur, pc.ck)
+}
+
+// IDCertBySerial implements p2core.CertStore.
+func (s *Store) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
+	var out p2core.IDCert
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ck := tx.Bucket([]byte(bCertSerials)).Get(serialKey(serial))
+		if ck == nil {
+			return fmt.Errorf("boltstore: ID-Cert serial %q: %w", serial, p2core.ErrNotFound)
+		}
+		v := tx.Bucket([]byte(bCerts)).Get(ck)
+		if v == nil {
+			return errCorrupt
+		}
+		var err error
+		out, err = decodeCert(v)
+		return err
+	})
+	if err != nil {
+		return p2core.IDCert{}, err
+	}
+	return out, nil
 }
 
 // CurrentIDCert implements p2core.CertStore.

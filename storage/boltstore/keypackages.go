@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -255,7 +254,7 @@ func (sp *supply) noteAfter(notAfter []byte) {
 // exact minimum (kept when the caller saves the header), so that once the
 // expired ones are purged the walks stop.
 func (sp *supply) expired(nowKey []byte) int {
-	if sp.h.count == 0 || bytes.Compare(sp.h.minAfter, nowKey) > 0 {
+	if sp.h.count == 0 || liveKey(sp.h.minAfter, nowKey) {
 		return 0
 	}
 	prefix := kpKey(sp.base, tagQueue)
@@ -266,7 +265,7 @@ func (sp *supply) expired(nowKey []byte) int {
 		if len(v) < 8 || sp.h.spent(k) {
 			continue
 		}
-		if bytes.Compare(v[:8], nowKey) <= 0 {
+		if !liveKey(v[:8], nowKey) {
 			n++
 		}
 		if least == nil || bytes.Compare(v[:8], least) < 0 {
@@ -347,11 +346,19 @@ func initKeyInUse(tx *bolt.Tx, initKey, nowKey []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if bytes.Compare(u.notAfter, nowKey) > 0 {
-		return true, nil
+	notAfter, now := fromKey(u.notAfter), fromKey(nowKey)
+	if p2core.InitKeyHeld(true, notAfter, now) {
+		return true, nil // held whether stored or handed out
 	}
-	return u.stored(tx, initKey)
+	stored, err := u.stored(tx, initKey)
+	return p2core.InitKeyHeld(!stored, notAfter, now), err
 }
+
+// fromKey decodes an 8-byte time key.
+func fromKey(k []byte) time.Time { return fromMicros(binary.BigEndian.Uint64(k)) }
+
+// liveKey applies p2core.Live to a stored 8-byte NotAfter.
+func liveKey(notAfter, nowKey []byte) bool { return p2core.Live(fromKey(notAfter), fromKey(nowKey)) }
 
 // setInitKey records where initKey is used, replacing any entry.
 func setInitKey(tx *bolt.Tx, initKey, use []byte) error {
@@ -398,7 +405,7 @@ func dropLastResort(tx *bolt.Tx, sp *supply, nowKey []byte) error {
 	if err != nil {
 		return err
 	}
-	keep := sp.h.lrUsed && bytes.Compare(v[2:10], nowKey) > 0
+	keep := p2core.LastResortStaysHeld(sp.h.lrUsed, fromKey(v[2:10]), fromKey(nowKey))
 	ik = bytes.Clone(ik)
 	if err := sp.b.Delete(key); err != nil {
 		return err
@@ -461,121 +468,86 @@ type preparedKP struct {
 	notAfter []byte
 }
 
-// uploadFill is the FillPercent of the kp and init_key_expiry buckets in
-// uploads: their records go in key order (a session's new KeyPackages
-// after its others; expiries mostly after the ones stored), so a page that
-// splits is left nearly full rather than half empty.
-var uploadFill = 0.9
-
-var errMixedSessions = errors.New("boltstore: AddKeyPackages: KeyPackages of more than one session")
-
-// AddKeyPackages implements p2core.KeyPackageStore. Duplicates are checked
-// before the cap. KeyPackages of more than one session are refused with an
-// error that matches no sentinel (a caller bug).
-func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max int, now time.Time) error {
-	if err := s.ready(ctx); err != nil {
-		return err
-	}
-	if len(kps) == 0 {
-		return nil
-	}
-	user, sid := kps[0].UserID, kps[0].SessionID
-	nowKey := timeKey(now)
-	fresh := 0
-	preps := make([]preparedKP, len(kps))
-	for i, kp := range kps {
-		if kp.UserID != user || kp.SessionID != sid {
-			return errMixedSessions
-		}
-		p := preparedKP{initKey: bytes.Clone(kp.InitKey), rec: encodeKP(kp, false), suite: u16(kp.CipherSuite), notAfter: timeKey(kp.NotAfter)}
-		if bytes.Compare(p.notAfter, nowKey) > 0 {
-			fresh++
-		}
-		preps[i] = p
-	}
-	if len(sid) == 0 || len(sid) > maxSessionLen {
-		return errSessionID
-	}
-	sk := userSessionKey(user, sid)
-	base := kpBase(sk)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		for _, name := range []string{bKP, bInitKeyExpiry} {
-			tx.Bucket([]byte(name)).FillPercent = uploadFill
-		}
-		seen := make(map[string]struct{}, len(preps))
-		for i, p := range preps {
-			_, dup := seen[string(p.initKey)]
-			if !dup {
-				var err error
-				if dup, err = initKeyInUse(tx, p.initKey, nowKey); err != nil {
-					return err
-				}
-			}
-			if dup {
-				return fmt.Errorf("boltstore: KeyPackage %d: init key in use: %w", i, p2core.ErrDuplicateKeyPackage)
-			}
-			seen[string(p.initKey)] = struct{}{}
-		}
-		sp, err := openSupply(tx, base)
-		if err != nil {
-			return err
-		}
-		kpb := sp.b
-		if have := sp.available(nowKey); have+fresh > max {
-			return fmt.Errorf("boltstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
-		}
-		// The upload writes the session's queue anyway: the records its
-		// claims left go now, many to a page.
-		if err := sp.dropSpent(); err != nil {
-			return err
-		}
-		for _, p := range preps {
-			seq, err := kpb.NextSequence()
-			if err != nil {
-				return err
-			}
-			sq := u64(seq)
-			if err := kpb.Put(kpKey(base, tagQueue, p.suite, sq), p.rec); err != nil {
-				return err
-			}
-			if err := setInitKey(tx, p.initKey, encodeInitKeyUse(p.notAfter, kindRegular, sq, p.suite, sk)); err != nil {
-				return err
-			}
-			sp.noteAfter(p.notAfter)
-			sp.h.count++
-		}
-		return sp.save()
-	})
+// upload is an upload of KeyPackages and/or a last resort to one session,
+// encoded before its transaction starts.
+type upload struct {
+	user    p2core.UserID
+	sk      []byte // user(8)|session
+	base    []byte // kpBase(sk)
+	kps     []preparedKP
+	lr      *preparedKP // rec with its suite prefix
+	fresh   int
+	max     int
+	nowKey  []byte
+	checked bool
 }
 
-// SetLastResort implements p2core.KeyPackageStore. A replaced last resort
-// that was handed out keeps its init key blocked until its NotAfter.
-func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
-	if len(kp.SessionID) == 0 || len(kp.SessionID) > maxSessionLen {
-		return errSessionID
+// prepareUpload checks kps and lr (nil when there is none) with the
+// p2core rules that need nothing stored and encodes them, for the session
+// of user and sid.
+func prepareUpload(user p2core.UserID, sid p2core.SessionID, kps []p2core.KeyPackage, lr *p2core.KeyPackage, max int, now time.Time) (*upload, error) {
+	fresh, err := p2core.CheckUpload(kps, lr, now)
+	if err != nil {
+		return nil, err
 	}
-	nowKey := timeKey(now)
-	initKey := bytes.Clone(kp.InitKey)
-	rec := encodeKP(kp, true)
-	sk := userSessionKey(kp.UserID, kp.SessionID)
-	use := encodeInitKeyUse(timeKey(kp.NotAfter), kindLastResort, nil, nil, sk)
-	base := kpBase(sk)
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	if len(sid) == 0 || len(sid) > maxSessionLen {
+		return nil, errSessionID
+	}
+	sk := userSessionKey(user, sid)
+	u := &upload{user: user, sk: sk, base: kpBase(sk), fresh: fresh, max: max, nowKey: timeKey(now)}
+	for _, kp := range kps {
+		u.kps = append(u.kps, preparedKP{initKey: bytes.Clone(kp.InitKey), rec: encodeKP(kp, false), suite: u16(kp.CipherSuite), notAfter: timeKey(kp.NotAfter)})
+	}
+	if lr != nil {
+		u.lr = &preparedKP{initKey: bytes.Clone(lr.InitKey), rec: encodeKP(*lr, true), notAfter: timeKey(lr.NotAfter)}
+	}
+	return u, nil
+}
+
+// userAvailable counts the user's live regular KeyPackages across its
+// sessions (the user's headers sit together in kp_sessions).
+func userAvailable(tx *bolt.Tx, user p2core.UserID, nowKey []byte) (int, error) {
+	prefix := u64(uint64(user))
+	var bases [][]byte
+	c := tx.Bucket([]byte(bKPSessions)).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		bases = append(bases, bytes.Clone(k))
+	}
+	n := 0
+	for _, base := range bases {
 		sp, err := openSupply(tx, base)
+		if err != nil {
+			return 0, err
+		}
+		n += sp.available(nowKey)
+	}
+	return n, nil
+}
+
+// check makes every check of the upload in tx, before anything is
+// written: init keys not in use (a last resort replacing one with the
+// same init key does not collide with it), then the user's cap.
+func (u *upload) check(tx *bolt.Tx) error {
+	for i, p := range u.kps {
+		dup, err := initKeyInUse(tx, p.initKey, u.nowKey)
 		if err != nil {
 			return err
 		}
-		kpb := sp.b
+		if dup {
+			return fmt.Errorf("boltstore: KeyPackage %d: init key in use: %w", i, p2core.ErrDuplicateKeyPackage)
+		}
+	}
+	if u.lr != nil {
 		replacesSame := false
-		if v := kpb.Get(kpKey(base, tagLastResort)); len(v) >= 2 {
+		if v := kpBucket(tx).Get(kpKey(u.base, tagLastResort)); len(v) >= 2 {
 			old, err := kpInitKey(v[2:])
 			if err != nil {
 				return err
 			}
-			replacesSame = bytes.Equal(old, initKey)
+			replacesSame = bytes.Equal(old, u.lr.initKey)
 		}
 		if !replacesSame {
-			inUse, err := initKeyInUse(tx, initKey, nowKey)
+			inUse, err := initKeyInUse(tx, u.lr.initKey, u.nowKey)
 			if err != nil {
 				return err
 			}
@@ -583,31 +555,144 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 				return fmt.Errorf("boltstore: last resort: init key in use: %w", p2core.ErrDuplicateKeyPackage)
 			}
 		}
-		if err := dropLastResort(tx, sp, nowKey); err != nil {
+	}
+	if len(u.kps) > 0 {
+		have, err := userAvailable(tx, u.user, u.nowKey)
+		if err != nil {
 			return err
 		}
-		if err := kpb.Put(kpKey(base, tagLastResort), rec); err != nil {
+		if err := p2core.CheckKeyPackageCap(have, u.fresh, u.max); err != nil {
 			return err
 		}
-		if err := setInitKey(tx, initKey, use); err != nil {
+	}
+	u.checked = true
+	return nil
+}
+
+// write stores the checked upload in tx.
+func (u *upload) write(tx *bolt.Tx) error {
+	if !u.checked {
+		return errors.New("boltstore: upload written before it was checked")
+	}
+	sp, err := openSupply(tx, u.base)
+	if err != nil {
+		return err
+	}
+	if len(u.kps) > 0 {
+		for _, name := range []string{bKP, bInitKeyExpiry} {
+			tx.Bucket([]byte(name)).FillPercent = uploadFill
+		}
+		// The upload writes the session's queue anyway: the records its
+		// claims left go now, many to a page.
+		if err := sp.dropSpent(); err != nil {
 			return err
 		}
-		return sp.save()
+	}
+	for _, p := range u.kps {
+		seq, err := sp.b.NextSequence()
+		if err != nil {
+			return err
+		}
+		sq := u64(seq)
+		if err := sp.b.Put(kpKey(u.base, tagQueue, p.suite, sq), p.rec); err != nil {
+			return err
+		}
+		if err := setInitKey(tx, p.initKey, encodeInitKeyUse(p.notAfter, kindRegular, sq, p.suite, u.sk)); err != nil {
+			return err
+		}
+		sp.noteAfter(p.notAfter)
+		sp.h.count++
+	}
+	if u.lr != nil {
+		if err := dropLastResort(tx, sp, u.nowKey); err != nil {
+			return err
+		}
+		if err := sp.b.Put(kpKey(u.base, tagLastResort), u.lr.rec); err != nil {
+			return err
+		}
+		if err := setInitKey(tx, u.lr.initKey, encodeInitKeyUse(u.lr.notAfter, kindLastResort, nil, nil, u.sk)); err != nil {
+			return err
+		}
+	}
+	return sp.save()
+}
+
+// uploadFill is the FillPercent of the kp and init_key_expiry buckets in
+// uploads: their records go in key order (a session's new KeyPackages
+// after its others; expiries mostly after the ones stored), so a page that
+// splits is left nearly full rather than half empty.
+var uploadFill = 0.9
+
+// AddKeyPackages implements p2core.KeyPackageStore.
+func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max int, now time.Time) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	if len(kps) == 0 {
+		return nil
+	}
+	u, err := prepareUpload(kps[0].UserID, kps[0].SessionID, kps, nil, max, now)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := u.check(tx); err != nil {
+			return err
+		}
+		return u.write(tx)
 	})
+}
+
+// SetLastResort implements p2core.KeyPackageStore. A replaced last resort
+// that was handed out keeps its init key blocked until its NotAfter.
+func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
+	u, err := prepareUpload(kp.UserID, kp.SessionID, nil, &kp, 0, now)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := u.check(tx); err != nil {
+			return err
+		}
+		return u.write(tx)
+	})
+}
+
+// InitKeyInUse implements p2core.KeyPackageStore.
+func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {
+	nowKey := timeKey(now)
+	out := -1
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		for i, k := range initKeys {
+			inUse, err := initKeyInUse(tx, k, nowKey)
+			if err != nil {
+				return err
+			}
+			if inUse {
+				out = i
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return out, nil
 }
 
 // oldestLive returns the key (copied) and value of the session's oldest
 // regular KeyPackage of the suite (any suite when 0) that is not spent and
-// whose NotAfter is after now, and whether it is the first unspent record
+// that p2core.Claimable allows, and whether it is the first unspent record
 // of its suite. Expired records are skipped, not removed: now is the
 // caller's and need not grow from call to call.
-func oldestLive(c *bolt.Cursor, h *header, base []byte, suite uint16, nowKey []byte) (k, v []byte, first bool) {
+func oldestLive(c *bolt.Cursor, h *header, base []byte, suite uint16, now time.Time) (k, v []byte, first bool) {
 	queue := kpKey(base, tagQueue)
 	liveIn := func(s uint16) ([]byte, []byte, bool) {
 		prefix := cat(queue, u16(s))
 		first := true
 		for k, v := c.Seek(cat(prefix, u64(h.head(s)))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if len(v) >= 8 && bytes.Compare(v[:8], nowKey) > 0 {
+			if len(v) >= 8 && p2core.Claimable(fromKey(v[:8]), s, suite, now) {
 				return bytes.Clone(k), v, first
 			}
 			first = false
@@ -635,92 +720,129 @@ func oldestLive(c *bolt.Cursor, h *header, base []byte, suite uint16, nowKey []b
 	return bestK, bestV, bestFirst
 }
 
-// claimFrom claims from one session's supply: the init key's entry stays
-// and now means "handed out". Claiming the first unspent record of its
-// suite (the usual case) moves the suite's head past it, which writes only
-// the header; a record after expired ones is deleted instead. wrote
-// reports a change.
-func claimFrom(sp *supply, user p2core.UserID, sid p2core.SessionID, suite uint16, nowKey []byte) (res *p2core.ClaimedKeyPackage, wrote bool, err error) {
-	if sp.h.count > 0 {
-		qk, qv, first := oldestLive(sp.b.Cursor(), &sp.h, sp.base, suite, nowKey)
-		if qk != nil {
-			ks := binary.BigEndian.Uint16(qk[len(qk)-10:])
-			kp, err := decodeKP(user, sid, ks, qv)
-			if err != nil {
-				return nil, false, err
-			}
-			if first {
-				sp.h.setHead(ks, binary.BigEndian.Uint64(qk[len(qk)-8:])+1)
-			} else if err := sp.b.Delete(qk); err != nil {
-				return nil, false, err
-			}
-			sp.h.count--
-			res = &p2core.ClaimedKeyPackage{KeyPackage: kp, Remaining: sp.available(nowKey)}
-			return res, true, sp.save()
-		}
-	}
-	v := sp.b.Get(kpKey(sp.base, tagLastResort))
-	if len(v) < 10 || bytes.Compare(v[2:10], nowKey) <= 0 {
-		return nil, false, nil
-	}
-	lr, err := decodeLR(user, sid, v)
-	if err != nil {
-		return nil, false, err
-	}
-	if suite != 0 && lr.CipherSuite != suite {
-		return nil, false, nil
-	}
-	if !sp.h.lrUsed {
-		sp.h.lrUsed = true
-		if err := sp.save(); err != nil {
-			return nil, false, err
-		}
-		wrote = true
-	}
-	return &p2core.ClaimedKeyPackage{KeyPackage: lr, LastResort: true, Remaining: sp.available(nowKey)}, wrote, nil
+// claimSource is one user's supply inside a claim's transaction, seen by
+// p2core.ClaimFrom. Taking the first unspent record of its suite (the
+// usual case) moves the suite's head past it, which writes only the
+// header; a record after expired ones is deleted instead. The init key's
+// entry stays and now means "handed out".
+type claimSource struct {
+	tx       *bolt.Tx
+	user     p2core.UserID
+	supplies map[p2core.SessionID]*supply
+	wrote    bool
 }
 
-// ClaimKeyPackages implements p2core.KeyPackageStore. A last resort is
-// handed out only when it matches suite (when suite is not 0). Remaining
-// counts the session's unexpired regular KeyPackages of every suite. The
-// cost per session is a few page reads (plus a walk of its queue while it
-// holds expired KeyPackages not yet purged), and it writes only the
-// session's header (and, when expired KeyPackages came first, deletes the
-// one it hands out).
-func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+func (c *claimSource) supply(sid p2core.SessionID) (*supply, error) {
+	if sp := c.supplies[sid]; sp != nil {
+		return sp, nil
+	}
+	sp, err := openSupply(c.tx, kpBase(userSessionKey(c.user, sid)))
+	if err != nil {
+		return nil, err
+	}
+	if !sp.exists {
+		return nil, errCorrupt
+	}
+	c.supplies[sid] = sp
+	return sp, nil
+}
+
+// TakeOldest walks the user's sessions with a header (they sit together
+// in kp_sessions).
+func (c *claimSource) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+	prefix := u64(uint64(c.user))
+	var sessions []p2core.SessionID
+	cur := c.tx.Bucket([]byte(bKPSessions)).Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		if len(k) < 10 || len(k) != 9+int(k[8]) {
+			return nil, nil, errCorrupt
+		}
+		sessions = append(sessions, p2core.SessionID(k[9:]))
+	}
 	nowKey := timeKey(now)
-	prefix := u64(uint64(user))
+	var out []p2core.ClaimedKeyPackage
+	var rest []p2core.SessionID
+	for _, sid := range sessions {
+		sp, err := c.supply(sid)
+		if err != nil {
+			return nil, nil, err
+		}
+		var qk, qv []byte
+		var first bool
+		if sp.h.count > 0 {
+			qk, qv, first = oldestLive(sp.b.Cursor(), &sp.h, sp.base, suite, now)
+		}
+		if qk == nil {
+			rest = append(rest, sid)
+			continue
+		}
+		ks := binary.BigEndian.Uint16(qk[len(qk)-10:])
+		kp, err := decodeKP(c.user, sid, ks, qv)
+		if err != nil {
+			return nil, nil, err
+		}
+		if first {
+			sp.h.setHead(ks, binary.BigEndian.Uint64(qk[len(qk)-8:])+1)
+		} else if err := sp.b.Delete(qk); err != nil {
+			return nil, nil, err
+		}
+		sp.h.count--
+		remaining := sp.available(nowKey)
+		if err := sp.save(); err != nil {
+			return nil, nil, err
+		}
+		c.wrote = true
+		out = append(out, p2core.ClaimedKeyPackage{KeyPackage: kp, Remaining: remaining})
+	}
+	return out, rest, nil
+}
+
+func (c *claimSource) LastResort(sid p2core.SessionID) (p2core.KeyPackage, bool, error) {
+	sp, err := c.supply(sid)
+	if err != nil {
+		return p2core.KeyPackage{}, false, err
+	}
+	v := sp.b.Get(kpKey(sp.base, tagLastResort))
+	if v == nil {
+		return p2core.KeyPackage{}, false, nil
+	}
+	lr, err := decodeLR(c.user, sid, v)
+	return lr, err == nil, err
+}
+
+func (c *claimSource) MarkLastResortUsed(sid p2core.SessionID) error {
+	sp, err := c.supply(sid)
+	if err != nil || sp.h.lrUsed {
+		return err
+	}
+	sp.h.lrUsed = true
+	c.wrote = true
+	return sp.save()
+}
+
+func (c *claimSource) Available(sid p2core.SessionID, now time.Time) (int, error) {
+	sp, err := c.supply(sid)
+	if err != nil {
+		return 0, err
+	}
+	return sp.available(timeKey(now)), nil
+}
+
+// ClaimKeyPackages implements p2core.KeyPackageStore with
+// p2core.ClaimFrom. The cost per session is a few page reads (plus a walk
+// of its queue while it holds expired KeyPackages not yet purged), and it
+// writes only the session's header (and, when expired KeyPackages came
+// first, deletes the one it hands out).
+func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+	now = trunc(now)
 	var out []p2core.ClaimedKeyPackage
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		out = []p2core.ClaimedKeyPackage{}
-		// The user's sessions with a supply are those with a header.
-		var bases [][]byte
-		c := tx.Bucket([]byte(bKPSessions)).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) < 10 || len(k) != 9+int(k[8]) {
-				return errCorrupt
-			}
-			bases = append(bases, bytes.Clone(k))
+		src := &claimSource{tx: tx, user: user, supplies: map[p2core.SessionID]*supply{}}
+		var err error
+		if out, err = p2core.ClaimFrom(src, suite, now); err != nil {
+			return err
 		}
-		changed := false
-		for _, base := range bases {
-			sp, err := openSupply(tx, base)
-			if err != nil {
-				return err
-			}
-			if !sp.exists {
-				return errCorrupt
-			}
-			res, wrote, err := claimFrom(sp, user, p2core.SessionID(base[9:]), suite, nowKey)
-			if err != nil {
-				return err
-			}
-			if res != nil {
-				out = append(out, *res)
-			}
-			changed = changed || wrote
-		}
-		if !changed {
+		if !src.wrote {
 			return errNoChange
 		}
 		return nil
@@ -728,10 +850,6 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	if err != nil {
 		return nil, err
 	}
-	// Sessions sort by the length of their ID first in the file.
-	slices.SortFunc(out, func(a, b p2core.ClaimedKeyPackage) int {
-		return strings.Compare(string(a.SessionID), string(b.SessionID))
-	})
 	return out, nil
 }
 

@@ -76,34 +76,118 @@ func decodeSession(k, v []byte) (sessionRec, error) {
 	return r, d.done()
 }
 
-// CreateSession implements p2core.SessionStore.
-func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
-	key := userSessionKey(in.UserID, in.SessionID)
-	var e enc
-	e.time(in.CreatedAt)
-	e.fixed32(in.TokenHash)
-	e.str(string(in.FID))
-	e.str(in.Home)
-	rest := e.b
-	hash := in.TokenHash
-	return s.update(ctx, func(tx *bolt.Tx) error {
+// CreateSession implements p2core.Store in one transaction that makes
+// every check before its first write. A foreign login whose FID has no
+// mapping yet is prepared for both outcomes (the candidate's records are
+// encoded in the transaction once the mapping is read).
+func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2core.Limits, now time.Time) (p2core.Session, error) {
+	if err := s.ready(ctx); err != nil {
+		return p2core.Session{}, err
+	}
+	fidKey := cat([]byte{'f'}, []byte(n.FID))
+	var out p2core.Session
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		in := n.Session
+		fids := tx.Bucket([]byte(bFIDs))
+		mapFID := false
+		if n.ForeignCandidate != 0 {
+			in.UserID = n.ForeignCandidate
+			if v := fids.Get(fidKey); v != nil {
+				if len(v) != 8 {
+					return errCorrupt
+				}
+				in.UserID = p2core.UserID(binary.BigEndian.Uint64(v))
+			} else {
+				mapFID = true
+			}
+		}
+		in.CreatedAt = trunc(in.CreatedAt)
+		out = in
+		key := userSessionKey(in.UserID, in.SessionID)
 		ses := tx.Bucket([]byte(bSessions))
 		st := tx.Bucket([]byte(bSessionTokens))
 		if ses.Get(key) != nil {
 			return fmt.Errorf("boltstore: session %q of user %d exists: %w", in.SessionID, in.UserID, p2core.ErrConflict)
 		}
-		if st.Get(hash[:]) != nil {
+		if st.Get(in.TokenHash[:]) != nil {
 			return fmt.Errorf("boltstore: session token hash in use: %w", p2core.ErrConflict)
 		}
+		have := 0
+		prefix := u64(uint64(in.UserID))
+		c := ses.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			have++
+		}
+		if err := p2core.CheckSessionCap(have, lim.MaxSessions); err != nil {
+			return err
+		}
+		var pc *preparedCert
+		if n.Cert != nil {
+			cert := *n.Cert
+			cert.UserID, cert.SessionID = in.UserID, in.SessionID
+			p := prepareCert(cert)
+			if err := p.check(tx); err != nil {
+				return err
+			}
+			pc = &p
+		}
+		var up *upload
+		if len(n.KeyPackages) > 0 || n.LastResort != nil {
+			kps := make([]p2core.KeyPackage, len(n.KeyPackages))
+			for i, kp := range n.KeyPackages {
+				kp.UserID, kp.SessionID = in.UserID, in.SessionID
+				kps[i] = kp
+			}
+			var lr *p2core.KeyPackage
+			if n.LastResort != nil {
+				kp := *n.LastResort
+				kp.UserID, kp.SessionID = in.UserID, in.SessionID
+				lr = &kp
+			}
+			var err error
+			if up, err = prepareUpload(in.UserID, in.SessionID, kps, lr, lim.MaxKeyPackages, now); err != nil {
+				return err
+			}
+			if err := up.check(tx); err != nil {
+				return err
+			}
+		}
+
+		// Every check passed: write.
+		if mapFID {
+			if err := fids.Put(fidKey, u64(uint64(in.UserID))); err != nil {
+				return err
+			}
+		}
+		var e enc
+		e.time(in.CreatedAt)
+		e.fixed32(in.TokenHash)
+		e.str(string(in.FID))
+		e.str(in.Home)
 		seq, err := ses.NextSequence()
 		if err != nil {
 			return err
 		}
-		if err := ses.Put(key, cat(u64(seq), rest)); err != nil {
+		if err := ses.Put(key, cat(u64(seq), e.b)); err != nil {
 			return err
 		}
-		return st.Put(hash[:], key)
+		if err := st.Put(bytes.Clone(in.TokenHash[:]), key); err != nil {
+			return err
+		}
+		if pc != nil {
+			if err := pc.write(tx); err != nil {
+				return err
+			}
+		}
+		if up != nil {
+			return up.write(tx)
+		}
+		return nil
 	})
+	if err != nil {
+		return p2core.Session{}, err
+	}
+	return out, nil
 }
 
 // SessionByToken implements p2core.SessionStore.
@@ -159,7 +243,7 @@ func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Sess
 	return out, nil
 }
 
-// EndSession implements p2core.SessionStore.
+// EndSession implements p2core.Store.
 func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) error {
 	now = trunc(now)
 	key := userSessionKey(user, sid)
@@ -192,26 +276,4 @@ func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.S
 		}
 		return nil
 	})
-}
-
-// UserIDForFID implements p2core.SessionStore.
-func (s *Store) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	key := cat([]byte{'f'}, []byte(fid))
-	var out p2core.UserID
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bFIDs))
-		if v := b.Get(key); v != nil {
-			if len(v) != 8 {
-				return errCorrupt
-			}
-			out = p2core.UserID(binary.BigEndian.Uint64(v))
-			return errNoChange
-		}
-		out = candidate
-		return b.Put(key, u64(uint64(candidate)))
-	})
-	if err != nil {
-		return 0, err
-	}
-	return out, nil
 }

@@ -104,8 +104,8 @@ func TestFileHoldsTokenHashesNotClearText(t *testing.T) {
 		Server: "https://b.example", IssuedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateSession(ctx, p2core.Session{UserID: 7, SessionID: "laptop", FID: "alice@home.example",
-		TokenHash: sh, CreatedAt: now}); err != nil {
+	if _, err := s.CreateSession(ctx, p2core.NewSession{Session: p2core.Session{UserID: 7, SessionID: "laptop", FID: "alice@home.example",
+		TokenHash: sh, CreatedAt: now}}, p2core.Limits{MaxSessions: 1}, now); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

@@ -3,7 +3,6 @@ package memstore
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -94,7 +93,7 @@ func cmpSeq(a, b uint64) int {
 // expired returns how many of the session's regular KeyPackages have a
 // NotAfter not after now.
 func (ks *kpSession) expired(now time.Time) int {
-	return sort.Search(len(ks.byExpiry), func(i int) bool { return ks.byExpiry[i].kp.NotAfter.After(now) })
+	return sort.Search(len(ks.byExpiry), func(i int) bool { return p2core.Live(ks.byExpiry[i].kp.NotAfter, now) })
 }
 
 // available returns the number of unexpired regular KeyPackages.
@@ -113,7 +112,7 @@ func (ks *kpSession) oldest(suite uint16, now time.Time) (*kpEntry, int) {
 	bestIdx := 0
 	look := func(q []*kpEntry) {
 		for i, e := range q {
-			if e.kp.NotAfter.After(now) {
+			if p2core.Claimable(e.kp.NotAfter, e.kp.CipherSuite, suite, now) {
 				if best == nil || e.seq < best.seq {
 					best, bestIdx = e, i
 				}
@@ -190,12 +189,12 @@ func (s *Store) removeIfEmpty(user p2core.UserID, ks *kpSession) {
 // initKeyInUse reports whether an upload of key is refused at now.
 func (s *Store) initKeyInUse(key string, now time.Time) bool {
 	u, ok := s.initKeys[key]
-	return ok && (u.kind != keyHandedOut || u.notAfter.After(now))
+	return ok && p2core.InitKeyHeld(u.kind == keyHandedOut, u.notAfter, now)
 }
 
 // handOut remembers key as handed out until notAfter.
 func (s *Store) handOut(key string, notAfter, now time.Time) {
-	if !notAfter.After(now) {
+	if !p2core.InitKeyHeld(true, notAfter, now) {
 		delete(s.initKeys, key)
 		return
 	}
@@ -203,15 +202,13 @@ func (s *Store) handOut(key string, notAfter, now time.Time) {
 	heap.Push(&s.handed, expiryEntry{notAfter: notAfter, key: key})
 }
 
-// dropLastResort removes the session's last resort. One that was handed
-// out keeps its init key blocked until its NotAfter, like any handed-out
-// KeyPackage.
+// dropLastResort removes the session's last resort.
 func (s *Store) dropLastResort(ks *kpSession, now time.Time) {
 	if ks.lr == nil {
 		return
 	}
 	key := string(ks.lr.InitKey)
-	if ks.lrUsed {
+	if p2core.LastResortStaysHeld(ks.lrUsed, ks.lr.NotAfter, now) {
 		s.handOut(key, ks.lr.NotAfter, now)
 	} else {
 		delete(s.initKeys, key)
@@ -219,11 +216,70 @@ func (s *Store) dropLastResort(ks *kpSession, now time.Time) {
 	ks.lr, ks.lrUsed = nil, false
 }
 
-var errMixedSessions = errors.New("memstore: AddKeyPackages: KeyPackages of more than one session")
+// userAvailable counts the user's live regular KeyPackages.
+func (s *Store) userAvailable(user p2core.UserID, now time.Time) int {
+	n := 0
+	for _, ks := range s.kpUsers[user] {
+		n += ks.available(now)
+	}
+	return n
+}
 
-// AddKeyPackages implements p2core.KeyPackageStore. Duplicates are checked
-// before the cap. KeyPackages of more than one session are refused with an
-// error that matches no sentinel (a caller bug).
+// checkKeyPackages checks, changing nothing, that kps (of one session, or
+// none) and lr (nil, or of the same session) may be stored at now under
+// the cap max: the p2core rules, with this store's counts. A last resort
+// replacing one with the same init key does not collide with it.
+func (s *Store) checkKeyPackages(kps []p2core.KeyPackage, lr *p2core.KeyPackage, max int, now time.Time) error {
+	fresh, err := p2core.CheckUpload(kps, lr, now)
+	if err != nil {
+		return err
+	}
+	for i, kp := range kps {
+		if s.initKeyInUse(string(kp.InitKey), now) {
+			return fmt.Errorf("memstore: KeyPackage %d: init key in use: %w", i, p2core.ErrDuplicateKeyPackage)
+		}
+	}
+	if lr != nil {
+		key := string(lr.InitKey)
+		ks := s.kpSession(lr.UserID, lr.SessionID, false)
+		replacesSame := ks != nil && ks.lr != nil && string(ks.lr.InitKey) == key
+		if !replacesSame && s.initKeyInUse(key, now) {
+			return fmt.Errorf("memstore: last resort: init key in use: %w", p2core.ErrDuplicateKeyPackage)
+		}
+	}
+	if len(kps) == 0 {
+		return nil
+	}
+	return p2core.CheckKeyPackageCap(s.userAvailable(kps[0].UserID, now), fresh, max)
+}
+
+// addKeyPackages stores kps, checked by checkKeyPackages.
+func (s *Store) addKeyPackages(kps []p2core.KeyPackage) {
+	if len(kps) == 0 {
+		return
+	}
+	ks := s.kpSession(kps[0].UserID, kps[0].SessionID, true)
+	for _, kp := range kps {
+		s.seq++
+		e := &kpEntry{kp: copyKP(kp), seq: s.seq}
+		ks.queues[kp.CipherSuite] = append(ks.queues[kp.CipherSuite], e)
+		i, _ := slices.BinarySearchFunc(ks.byExpiry, e, cmpExpiry)
+		ks.byExpiry = slices.Insert(ks.byExpiry, i, e)
+		s.initKeys[string(e.kp.InitKey)] = initKeyUse{kind: keyStored, notAfter: e.kp.NotAfter}
+	}
+}
+
+// setLastResort makes kp its session's last resort, checked by
+// checkKeyPackages.
+func (s *Store) setLastResort(kp p2core.KeyPackage, now time.Time) {
+	ks := s.kpSession(kp.UserID, kp.SessionID, true)
+	s.dropLastResort(ks, now)
+	lr := copyKP(kp)
+	ks.lr, ks.lrUsed = &lr, false
+	s.initKeys[string(lr.InitKey)] = initKeyUse{kind: keyLastResort, notAfter: lr.NotAfter}
+}
+
+// AddKeyPackages implements p2core.KeyPackageStore.
 func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max int, now time.Time) error {
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -233,83 +289,90 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 		return nil
 	}
 	now = ts(now)
-	user, sid := kps[0].UserID, kps[0].SessionID
-	seen := make(map[string]struct{}, len(kps))
-	fresh := 0
-	for i, kp := range kps {
-		if kp.UserID != user || kp.SessionID != sid {
-			return errMixedSessions
-		}
-		key := string(kp.InitKey)
-		if _, dup := seen[key]; dup || s.initKeyInUse(key, now) {
-			return fmt.Errorf("memstore: KeyPackage %d: init key in use: %w", i, p2core.ErrDuplicateKeyPackage)
-		}
-		seen[key] = struct{}{}
-		if ts(kp.NotAfter).After(now) {
-			fresh++
-		}
+	if err := s.checkKeyPackages(kps, nil, max, now); err != nil {
+		return err
 	}
-	if have := s.kpSession(user, sid, false).available(now); have+fresh > max {
-		return fmt.Errorf("memstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
-	}
-	ks := s.kpSession(user, sid, true)
-	for _, kp := range kps {
-		s.seq++
-		e := &kpEntry{kp: copyKP(kp), seq: s.seq}
-		ks.queues[kp.CipherSuite] = append(ks.queues[kp.CipherSuite], e)
-		i, _ := slices.BinarySearchFunc(ks.byExpiry, e, cmpExpiry)
-		ks.byExpiry = slices.Insert(ks.byExpiry, i, e)
-		s.initKeys[string(e.kp.InitKey)] = initKeyUse{kind: keyStored, notAfter: e.kp.NotAfter}
-	}
+	s.addKeyPackages(kps)
 	return nil
 }
 
-// SetLastResort implements p2core.KeyPackageStore. A replaced last resort
-// that was handed out keeps its init key blocked until its NotAfter.
+// SetLastResort implements p2core.KeyPackageStore.
 func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	now = ts(now)
-	key := string(kp.InitKey)
-	ks := s.kpSession(kp.UserID, kp.SessionID, false)
-	replacesSame := ks != nil && ks.lr != nil && string(ks.lr.InitKey) == key
-	if !replacesSame && s.initKeyInUse(key, now) {
-		return fmt.Errorf("memstore: last resort: init key in use: %w", p2core.ErrDuplicateKeyPackage)
+	if err := s.checkKeyPackages(nil, &kp, 0, now); err != nil {
+		return err
 	}
-	ks = s.kpSession(kp.UserID, kp.SessionID, true)
-	s.dropLastResort(ks, now)
-	lr := copyKP(kp)
-	ks.lr, ks.lrUsed = &lr, false
-	s.initKeys[key] = initKeyUse{kind: keyLastResort, notAfter: lr.NotAfter}
+	s.setLastResort(kp, now)
 	return nil
 }
 
-// ClaimKeyPackages implements p2core.KeyPackageStore. A last resort is
-// handed out only when it matches suite (when suite is not 0). Remaining
-// counts the session's unexpired regular KeyPackages of every suite.
+// InitKeyInUse implements p2core.KeyPackageStore.
+func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	now = ts(now)
+	for i, k := range initKeys {
+		if s.initKeyInUse(string(k), now) {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
+// claimSource is one user's supply, seen by p2core.ClaimFrom under the
+// store's lock.
+type claimSource struct {
+	s    *Store
+	user p2core.UserID
+}
+
+func (c claimSource) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+	var out []p2core.ClaimedKeyPackage
+	var rest []p2core.SessionID
+	for _, ks := range slices.Clone(c.s.kpUsers[c.user]) {
+		e, i := ks.oldest(suite, now)
+		if e == nil {
+			rest = append(rest, ks.id)
+			continue
+		}
+		ks.remove(e, i)
+		c.s.handOut(string(e.kp.InitKey), e.kp.NotAfter, now)
+		out = append(out, p2core.ClaimedKeyPackage{KeyPackage: copyKP(e.kp), Remaining: ks.available(now)})
+		c.s.removeIfEmpty(c.user, ks)
+	}
+	return out, rest, nil
+}
+
+func (c claimSource) LastResort(sid p2core.SessionID) (p2core.KeyPackage, bool, error) {
+	ks := c.s.kpSession(c.user, sid, false)
+	if ks == nil || ks.lr == nil {
+		return p2core.KeyPackage{}, false, nil
+	}
+	return copyKP(*ks.lr), true, nil
+}
+
+func (c claimSource) MarkLastResortUsed(sid p2core.SessionID) error {
+	c.s.kpSession(c.user, sid, false).lrUsed = true
+	return nil
+}
+
+func (c claimSource) Available(sid p2core.SessionID, now time.Time) (int, error) {
+	return c.s.kpSession(c.user, sid, false).available(now), nil
+}
+
+// ClaimKeyPackages implements p2core.KeyPackageStore with p2core.ClaimFrom.
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	now = ts(now)
-	out := []p2core.ClaimedKeyPackage{}
-	for _, ks := range slices.Clone(s.kpUsers[user]) {
-		if e, i := ks.oldest(suite, now); e != nil {
-			ks.remove(e, i)
-			s.handOut(string(e.kp.InitKey), e.kp.NotAfter, now)
-			out = append(out, p2core.ClaimedKeyPackage{KeyPackage: copyKP(e.kp), Remaining: ks.available(now)})
-			s.removeIfEmpty(user, ks)
-			continue
-		}
-		if lr := ks.lr; lr != nil && lr.NotAfter.After(now) && (suite == 0 || lr.CipherSuite == suite) {
-			ks.lrUsed = true
-			out = append(out, p2core.ClaimedKeyPackage{KeyPackage: copyKP(*lr), LastResort: true, Remaining: ks.available(now)})
-		}
-	}
-	return out, nil
+	return p2core.ClaimFrom(claimSource{s, user}, suite, ts(now))
 }
 
 // KeyPackageStatus implements p2core.KeyPackageStore. LastResort reports a

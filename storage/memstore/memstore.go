@@ -247,18 +247,56 @@ func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) err
 
 // Sessions
 
-// CreateSession implements p2core.SessionStore.
-func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
+// CreateSession implements p2core.Store: every check is made before
+// anything changes, all under the one mutex.
+func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2core.Limits, now time.Time) (p2core.Session, error) {
 	if err := s.lock(ctx); err != nil {
-		return err
+		return p2core.Session{}, err
 	}
 	defer s.mu.Unlock()
+	now = ts(now)
+	in := n.Session
+	if n.ForeignCandidate != 0 {
+		in.UserID = n.ForeignCandidate
+		if id, ok := s.fids[in.FID]; ok {
+			in.UserID = id
+		}
+	}
 	k := sessionKey{in.UserID, in.SessionID}
 	if _, ok := s.sessions[k]; ok {
-		return fmt.Errorf("memstore: session %q of user %d exists: %w", in.SessionID, in.UserID, p2core.ErrConflict)
+		return p2core.Session{}, fmt.Errorf("memstore: session %q of user %d exists: %w", in.SessionID, in.UserID, p2core.ErrConflict)
 	}
 	if _, ok := s.sessionTokens[in.TokenHash]; ok {
-		return fmt.Errorf("memstore: session token hash in use: %w", p2core.ErrConflict)
+		return p2core.Session{}, fmt.Errorf("memstore: session token hash in use: %w", p2core.ErrConflict)
+	}
+	if err := p2core.CheckSessionCap(len(s.userSessions[in.UserID]), lim.MaxSessions); err != nil {
+		return p2core.Session{}, err
+	}
+	var cert p2core.IDCert
+	if n.Cert != nil {
+		cert = *n.Cert
+		cert.UserID, cert.SessionID = in.UserID, in.SessionID
+		if _, ok := s.certSerials[cert.Serial]; ok {
+			return p2core.Session{}, fmt.Errorf("memstore: ID-Cert serial %q exists: %w", cert.Serial, p2core.ErrConflict)
+		}
+	}
+	kps := make([]p2core.KeyPackage, len(n.KeyPackages))
+	for i, kp := range n.KeyPackages {
+		kp.UserID, kp.SessionID = in.UserID, in.SessionID
+		kps[i] = kp
+	}
+	var lr *p2core.KeyPackage
+	if n.LastResort != nil {
+		kp := *n.LastResort
+		kp.UserID, kp.SessionID = in.UserID, in.SessionID
+		lr = &kp
+	}
+	if err := s.checkKeyPackages(kps, lr, lim.MaxKeyPackages, now); err != nil {
+		return p2core.Session{}, err
+	}
+
+	if n.ForeignCandidate != 0 {
+		s.fids[in.FID] = in.UserID
 	}
 	s.seq++
 	in.CreatedAt = ts(in.CreatedAt)
@@ -268,7 +306,14 @@ func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
 	list := s.userSessions[in.UserID]
 	i, _ := slices.BinarySearchFunc(list, ss, cmpSession)
 	s.userSessions[in.UserID] = slices.Insert(list, i, ss)
-	return nil
+	if n.Cert != nil {
+		s.putIDCert(cert)
+	}
+	s.addKeyPackages(kps)
+	if lr != nil {
+		s.setLastResort(*lr, now)
+	}
+	return in, nil
 }
 
 func cmpSession(a, b *session) int {
@@ -311,7 +356,7 @@ func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Sess
 	return out, nil
 }
 
-// EndSession implements p2core.SessionStore.
+// EndSession implements p2core.Store.
 func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, now time.Time) error {
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -347,19 +392,6 @@ func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.S
 	return nil
 }
 
-// UserIDForFID implements p2core.SessionStore.
-func (s *Store) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	if err := s.lock(ctx); err != nil {
-		return 0, err
-	}
-	defer s.mu.Unlock()
-	if id, ok := s.fids[fid]; ok {
-		return id, nil
-	}
-	s.fids[fid] = candidate
-	return candidate, nil
-}
-
 // Certs
 
 func copyCert(c p2core.IDCert) p2core.IDCert {
@@ -385,6 +417,13 @@ func (s *Store) PutIDCert(ctx context.Context, in p2core.IDCert) error {
 	if _, ok := s.certSerials[in.Serial]; ok {
 		return fmt.Errorf("memstore: ID-Cert serial %q exists: %w", in.Serial, p2core.ErrConflict)
 	}
+	s.putIDCert(in)
+	return nil
+}
+
+// putIDCert stores in, whose serial is not in use, as its session's
+// current cert.
+func (s *Store) putIDCert(in p2core.IDCert) {
 	c := copyCert(in)
 	c.IssuedAt, c.ExpiresAt, c.SupersededAt = ts(c.IssuedAt), ts(c.ExpiresAt), time.Time{}
 	k := sessionKey{c.UserID, c.SessionID}
@@ -396,7 +435,19 @@ func (s *Store) PutIDCert(ctx context.Context, in p2core.IDCert) error {
 	list := s.userCerts[c.UserID]
 	i, _ := slices.BinarySearchFunc(list, &c, cmpCert)
 	s.userCerts[c.UserID] = slices.Insert(list, i, &c)
-	return nil
+}
+
+// IDCertBySerial implements p2core.CertStore.
+func (s *Store) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
+	if err := s.lock(ctx); err != nil {
+		return p2core.IDCert{}, err
+	}
+	defer s.mu.Unlock()
+	c := s.certSerials[serial]
+	if c == nil {
+		return p2core.IDCert{}, fmt.Errorf("memstore: ID-Cert serial %q: %w", serial, p2core.ErrNotFound)
+	}
+	return copyCert(*c), nil
 }
 
 // CurrentIDCert implements p2core.CertStore.

@@ -121,7 +121,8 @@ func TestEndSessionCancelledMidTransactionChangesNothing(t *testing.T) {
 	s, ctx := b.s, t.Context()
 	sess := p2core.Session{UserID: 7, SessionID: "laptop", FID: "alice@home.example", CreatedAt: now}
 	copy(sess.TokenHash[:], randomBytes(32))
-	must(t, s.CreateSession(ctx, sess), "CreateSession")
+	_, err := s.CreateSession(ctx, p2core.NewSession{Session: sess}, p2core.Limits{MaxSessions: 1}, now)
+	must(t, err, "CreateSession")
 	kps := []p2core.KeyPackage{kp(7, "laptop", now.Add(time.Hour)), kp(7, "laptop", now.Add(time.Hour))}
 	must(t, s.AddKeyPackages(ctx, kps, 100, now), "AddKeyPackages")
 	must(t, s.SetLastResort(ctx, kp(7, "laptop", now.Add(time.Hour)), now), "SetLastResort")
@@ -136,7 +137,7 @@ func TestEndSessionCancelledMidTransactionChangesNothing(t *testing.T) {
 	done := async(func() error { return s.EndSession(cctx, 7, "laptop", now) })
 	b.waitBlocked(t)
 	cancel()
-	err := <-done
+	err = <-done
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("EndSession cancelled while blocked: got %v, want context.Canceled", err)
 	}

@@ -20,28 +20,46 @@ import (
 // and each supersedes the cert its predecessor stored. ErrConflict if the
 // serial is taken.
 func (s *Store) PutIDCert(ctx context.Context, c p2core.IDCert) error {
+	return s.tx(ctx, "PutIDCert", func(tx pgx.Tx) error { return putIDCert(ctx, tx, c) })
+}
+
+// putIDCert makes c its session's current cert in tx.
+func putIDCert(ctx context.Context, tx pgx.Tx, c p2core.IDCert) error {
 	u, id := uid(c.UserID), string(c.SessionID)
 	issued := ts(c.IssuedAt)
-	return s.tx(ctx, "PutIDCert", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO p2kit_cert_heads (user_id, session_id, current_serial) VALUES ($1, $2, $3)
-			ON CONFLICT (user_id, session_id) DO UPDATE SET current_serial = EXCLUDED.current_serial`,
-			u, id, c.Serial); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE p2kit_id_certs SET superseded_at = $3
-			WHERE user_id = $1 AND session_id = $2 AND superseded_at IS NULL`, u, id, issued); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO p2kit_id_certs (serial, user_id, session_id, fid, cert, signature_key,
-				server_key_fingerprint, issued_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			c.Serial, u, id, string(c.FID), nn(c.Cert), orNil(c.SignatureKey), orNil(c.ServerKeyFingerprint),
-			issued, ts(c.ExpiresAt))
-		if pgCode(err) == "23505" {
-			return fmt.Errorf("pgstore: ID-Cert serial %q exists: %w", c.Serial, p2core.ErrConflict)
+	if _, err := tx.Exec(ctx, `INSERT INTO p2kit_cert_heads (user_id, session_id, current_serial) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, session_id) DO UPDATE SET current_serial = EXCLUDED.current_serial`,
+		u, id, c.Serial); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE p2kit_id_certs SET superseded_at = $3
+		WHERE user_id = $1 AND session_id = $2 AND superseded_at IS NULL`, u, id, issued); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO p2kit_id_certs (serial, user_id, session_id, fid, cert, signature_key,
+			server_key_fingerprint, issued_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.Serial, u, id, string(c.FID), nn(c.Cert), orNil(c.SignatureKey), orNil(c.ServerKeyFingerprint),
+		issued, ts(c.ExpiresAt))
+	if pgCode(err) == "23505" {
+		return fmt.Errorf("pgstore: ID-Cert serial %q exists: %w", c.Serial, p2core.ErrConflict)
+	}
+	return err
+}
+
+// IDCertBySerial implements p2core.CertStore: ErrNotFound for an unknown
+// serial.
+func (s *Store) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
+	var c p2core.IDCert
+	err := s.do(ctx, "IDCertBySerial", func(q querier) error {
+		var err error
+		c, err = scanCert(q.QueryRow(ctx, `SELECT `+certColumns+` FROM p2kit_id_certs WHERE serial = $1`, serial))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pgstore: ID-Cert serial %q: %w", serial, p2core.ErrNotFound)
 		}
 		return err
 	})
+	return c, err
 }
 
 const certColumns = `serial, user_id, session_id, fid, cert, signature_key, server_key_fingerprint,

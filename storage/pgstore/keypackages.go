@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +19,6 @@ const (
 	keyLastResort = 2 // a stored last resort
 	keyHandedOut  = 3 // handed out; in use until not_after
 )
-
-var errMixedSessions = errors.New("pgstore: AddKeyPackages: KeyPackages of more than one session")
 
 // kpSession is what lockKPSession reads of a session's row.
 type kpSession struct {
@@ -45,10 +42,12 @@ func lockKPSession(ctx context.Context, tx pgx.Tx, user int64, sid string, n int
 	return ks, err
 }
 
-// claimInitKeys inserts keys (as kind, each in use until the matching
-// notAfter) into p2kit_init_keys, taking over rows of handed-out keys whose
-// NotAfter is not after now. It returns ErrDuplicateKeyPackage if any key
-// is in use. keys must be free of repeats.
+// claimInitKeys records keys (as kind, each in use until the matching
+// notAfter) in p2kit_init_keys. It returns ErrDuplicateKeyPackage if any
+// key is held by the rule p2core.InitKeyHeld. keys must be free of
+// repeats. Keys not recorded yet are inserted in one statement; only keys
+// already recorded are read (and locked) to apply the rule, and those
+// found free are taken over.
 func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []time.Time, kind int16, now time.Time) error {
 	// Insert in byte order, so two uploads sharing keys wait for each other
 	// instead of deadlocking.
@@ -62,26 +61,52 @@ func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []ti
 	for i, j := range idx {
 		ks[i], nas[i] = nn(keys[j]), notAfters[j]
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO p2kit_init_keys (init_key, kind, not_after)
+	rows, err := tx.Query(ctx, `INSERT INTO p2kit_init_keys (init_key, kind, not_after)
 		SELECT u.k, $3::SMALLINT, u.na FROM unnest($1::BYTEA[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS u(k, na, ord)
 		ORDER BY u.ord
-		ON CONFLICT (init_key) DO UPDATE SET kind = EXCLUDED.kind, not_after = EXCLUDED.not_after
-			WHERE p2kit_init_keys.kind = 3 AND p2kit_init_keys.not_after <= $4`,
-		ks, nas, kind, now)
+		ON CONFLICT (init_key) DO NOTHING
+		RETURNING init_key`, ks, nas, kind)
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() != int64(len(keys)) {
-		return fmt.Errorf("pgstore: init key in use: %w", p2core.ErrDuplicateKeyPackage)
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return err
+	}
+	if len(inserted) == len(ks) {
+		return nil
+	}
+	done := make(map[string]bool, len(inserted))
+	for _, k := range inserted {
+		done[string(k)] = true
+	}
+	for i, k := range ks {
+		if done[string(k)] {
+			continue
+		}
+		var (
+			had      int16
+			notAfter time.Time
+		)
+		if err := tx.QueryRow(ctx, `SELECT kind, not_after FROM p2kit_init_keys WHERE init_key = $1 FOR UPDATE`, k).Scan(&had, &notAfter); err != nil {
+			return err
+		}
+		if p2core.InitKeyHeld(had == keyHandedOut, notAfter, now) {
+			return fmt.Errorf("pgstore: init key in use: %w", p2core.ErrDuplicateKeyPackage)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = $2, not_after = $3 WHERE init_key = $1`, k, kind, nas[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // releaseLastResort frees the init key of a last resort that is replaced
-// or removed: one that was handed out stays blocked until its NotAfter.
+// or removed, unless p2core.LastResortStaysHeld says it stays held (as
+// handed out).
 func releaseLastResort(ctx context.Context, tx pgx.Tx, key []byte, used bool, notAfter, now time.Time) error {
 	var err error
-	if used && notAfter.After(now) {
+	if p2core.LastResortStaysHeld(used, notAfter, now) {
 		_, err = tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = 3 WHERE init_key = $1 AND kind = 2`, key)
 	} else {
 		_, err = tx.Exec(ctx, `DELETE FROM p2kit_init_keys WHERE init_key = $1 AND kind = 2`, key)
@@ -89,12 +114,61 @@ func releaseLastResort(ctx context.Context, tx pgx.Tx, key []byte, used bool, no
 	return err
 }
 
+// lockUser upserts the user's p2kit_users row, which locks it until the
+// transaction ends: the per-user caps are checked and kept under it.
+func lockUser(ctx context.Context, tx pgx.Tx, user int64) error {
+	_, err := tx.Exec(ctx, `INSERT INTO p2kit_users (user_id) VALUES ($1)
+		ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id`, user)
+	return err
+}
+
+// addKeyPackages stores kps (checked by p2core.CheckUpload, fresh of them
+// live) for one session in tx, under the user's lock, or refuses them.
+func addKeyPackages(ctx context.Context, tx pgx.Tx, kps []p2core.KeyPackage, fresh, max int, now time.Time) error {
+	n := len(kps)
+	var (
+		suites              = make([]int32, n)
+		refs, keys, datas   = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		notAfters, uploaded = make([]time.Time, n), make([]time.Time, n)
+	)
+	for i, kp := range kps {
+		suites[i] = int32(kp.CipherSuite)
+		refs[i], keys[i], datas[i] = nn(kp.Ref), nn(kp.InitKey), nn(kp.Data)
+		notAfters[i], uploaded[i] = ts(kp.NotAfter), ts(kp.UploadedAt)
+	}
+	u, id := uid(kps[0].UserID), string(kps[0].SessionID)
+	if err := lockUser(ctx, tx, u); err != nil {
+		return err
+	}
+	ks, err := lockKPSession(ctx, tx, u, id, n)
+	if err != nil {
+		return err
+	}
+	if err := claimInitKeys(ctx, tx, keys, notAfters, keyStored, now); err != nil {
+		return err
+	}
+	// Counting is this backend's part of p2core.Live: not_after > now.
+	var have int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM p2kit_key_packages
+		WHERE user_id = $1 AND not_after > $2`, u, now).Scan(&have); err != nil {
+		return err
+	}
+	if err := p2core.CheckKeyPackageCap(int(have), fresh, max); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO p2kit_key_packages
+			(user_id, session_id, seq, cipher_suite, ref, init_key, data, not_after, uploaded_at)
+		SELECT $1, $2, $3::BIGINT + u.ord - 1, u.suite, u.ref, u.ik, u.data, u.na, u.ua
+		FROM unnest($4::INTEGER[], $5::BYTEA[], $6::BYTEA[], $7::BYTEA[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[])
+			WITH ORDINALITY AS u(suite, ref, ik, data, na, ua, ord)`,
+		u, id, ks.first, suites, refs, keys, datas, notAfters, uploaded)
+	return err
+}
+
 // AddKeyPackages implements p2core.KeyPackageStore in one transaction:
 // all or nothing. Init-key uniqueness holds across instances through the
-// primary key of p2kit_init_keys; the cap through the session's row lock.
-// Duplicates are checked before the cap. KeyPackages of more than one
-// session are refused with an error that matches no sentinel (a caller
-// bug).
+// primary key of p2kit_init_keys; the user's cap through the user's row
+// lock.
 func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max int, now time.Time) error {
 	if err := s.enter(ctx); err != nil {
 		return err
@@ -103,89 +177,87 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 		return nil
 	}
 	now = ts(now)
-	user, sid := kps[0].UserID, kps[0].SessionID
-	n := len(kps)
-	var (
-		suites              = make([]int32, n)
-		refs, keys, datas   = make([][]byte, n), make([][]byte, n), make([][]byte, n)
-		notAfters, uploaded = make([]time.Time, n), make([]time.Time, n)
-		seen                = make(map[string]struct{}, n)
-		fresh               int64
-	)
-	for i, kp := range kps {
-		if kp.UserID != user || kp.SessionID != sid {
-			return errMixedSessions
-		}
-		if _, dup := seen[string(kp.InitKey)]; dup {
-			return fmt.Errorf("pgstore: KeyPackage %d: init key repeated in the batch: %w", i, p2core.ErrDuplicateKeyPackage)
-		}
-		seen[string(kp.InitKey)] = struct{}{}
-		suites[i] = int32(kp.CipherSuite)
-		refs[i], keys[i], datas[i] = nn(kp.Ref), nn(kp.InitKey), nn(kp.Data)
-		notAfters[i], uploaded[i] = ts(kp.NotAfter), ts(kp.UploadedAt)
-		if notAfters[i].After(now) {
-			fresh++
-		}
-	}
-	u, id := uid(user), string(sid)
-	return s.tx(ctx, "AddKeyPackages", func(tx pgx.Tx) error {
-		ks, err := lockKPSession(ctx, tx, u, id, n)
-		if err != nil {
-			return err
-		}
-		if err := claimInitKeys(ctx, tx, keys, notAfters, keyStored, now); err != nil {
-			return err
-		}
-		var have int64
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM p2kit_key_packages
-			WHERE user_id = $1 AND session_id = $2 AND not_after > $3`, u, id, now).Scan(&have); err != nil {
-			return err
-		}
-		if have+fresh > int64(max) {
-			return fmt.Errorf("pgstore: session would hold %d KeyPackages, more than %d: %w", have+fresh, max, p2core.ErrTooManyKeyPackages)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO p2kit_key_packages
-				(user_id, session_id, seq, cipher_suite, ref, init_key, data, not_after, uploaded_at)
-			SELECT $1, $2, $3::BIGINT + u.ord - 1, u.suite, u.ref, u.ik, u.data, u.na, u.ua
-			FROM unnest($4::INTEGER[], $5::BYTEA[], $6::BYTEA[], $7::BYTEA[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[])
-				WITH ORDINALITY AS u(suite, ref, ik, data, na, ua, ord)`,
-			u, id, ks.first, suites, refs, keys, datas, notAfters, uploaded)
+	fresh, err := p2core.CheckUpload(kps, nil, now)
+	if err != nil {
 		return err
+	}
+	return s.tx(ctx, "AddKeyPackages", func(tx pgx.Tx) error {
+		return addKeyPackages(ctx, tx, kps, fresh, max, now)
 	})
 }
 
-// SetLastResort implements p2core.KeyPackageStore in one transaction,
-// under the session's row lock. A replaced last resort that was handed out
-// keeps its init key blocked until its NotAfter.
-func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
-	now = ts(now)
+// setLastResort makes kp its session's last resort in tx, under the
+// session's row lock.
+func setLastResort(ctx context.Context, tx pgx.Tx, kp p2core.KeyPackage, now time.Time) error {
 	u, id := uid(kp.UserID), string(kp.SessionID)
 	key, notAfter := nn(kp.InitKey), ts(kp.NotAfter)
-	return s.tx(ctx, "SetLastResort", func(tx pgx.Tx) error {
-		old, err := lockKPSession(ctx, tx, u, id, 0)
+	old, err := lockKPSession(ctx, tx, u, id, 0)
+	if err != nil {
+		return err
+	}
+	if old.lrKey != nil && bytes.Equal(old.lrKey, key) {
+		if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = 2, not_after = $2 WHERE init_key = $1`, key, notAfter); err != nil {
+			return err
+		}
+	} else {
+		if err := claimInitKeys(ctx, tx, [][]byte{key}, []time.Time{notAfter}, keyLastResort, now); err != nil {
+			return fmt.Errorf("pgstore: last resort: %w", err)
+		}
+		if old.lrKey != nil {
+			if err := releaseLastResort(ctx, tx, old.lrKey, old.lrUsed, fromNull(old.lrNotAfter), now); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = tx.Exec(ctx, `UPDATE p2kit_kp_sessions SET lr_cipher_suite = $3, lr_ref = $4, lr_init_key = $5,
+			lr_data = $6, lr_not_after = $7, lr_uploaded_at = $8, lr_used = FALSE
+		WHERE user_id = $1 AND session_id = $2`,
+		u, id, int32(kp.CipherSuite), nn(kp.Ref), key, nn(kp.Data), notAfter, ts(kp.UploadedAt))
+	return err
+}
+
+// SetLastResort implements p2core.KeyPackageStore in one transaction,
+// under the session's row lock.
+func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now time.Time) error {
+	now = ts(now)
+	return s.tx(ctx, "SetLastResort", func(tx pgx.Tx) error { return setLastResort(ctx, tx, kp, now) })
+}
+
+// InitKeyInUse implements p2core.KeyPackageStore with one read.
+func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {
+	now = ts(now)
+	out := -1
+	err := s.do(ctx, "InitKeyInUse", func(q querier) error {
+		out = -1
+		keys := make([][]byte, len(initKeys))
+		for i, k := range initKeys {
+			keys[i] = nn(k)
+		}
+		rows, err := q.Query(ctx, `SELECT u.ord, i.kind, i.not_after
+			FROM unnest($1::BYTEA[]) WITH ORDINALITY AS u(k, ord) JOIN p2kit_init_keys i ON i.init_key = u.k`, keys)
 		if err != nil {
 			return err
 		}
-		if old.lrKey != nil && bytes.Equal(old.lrKey, key) {
-			if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = 2, not_after = $2 WHERE init_key = $1`, key, notAfter); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				ord      int64
+				kind     int16
+				notAfter time.Time
+			)
+			if err := rows.Scan(&ord, &kind, &notAfter); err != nil {
 				return err
 			}
-		} else {
-			if err := claimInitKeys(ctx, tx, [][]byte{key}, []time.Time{notAfter}, keyLastResort, now); err != nil {
-				return fmt.Errorf("pgstore: last resort: %w", err)
-			}
-			if old.lrKey != nil {
-				if err := releaseLastResort(ctx, tx, old.lrKey, old.lrUsed, fromNull(old.lrNotAfter), now); err != nil {
-					return err
-				}
+			if p2core.InitKeyHeld(kind == keyHandedOut, notAfter, now) && (out < 0 || int(ord-1) < out) {
+				out = int(ord - 1)
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE p2kit_kp_sessions SET lr_cipher_suite = $3, lr_ref = $4, lr_init_key = $5,
-				lr_data = $6, lr_not_after = $7, lr_uploaded_at = $8, lr_used = FALSE
-			WHERE user_id = $1 AND session_id = $2`,
-			u, id, int32(kp.CipherSuite), nn(kp.Ref), key, nn(kp.Data), notAfter, ts(kp.UploadedAt))
-		return err
+		return rows.Err()
 	})
+	if err != nil {
+		return 0, err
+	}
+	return out, nil
 }
 
 // claimSQL claims, for every session of user $1, the oldest regular
@@ -246,14 +318,6 @@ SELECT c.cipher_suite, c.ref, c.init_key, c.data, c.not_after, c.uploaded_at,
 		WHERE a.user_id = $1 AND a.session_id = $4 AND a.not_after > $2) - 1
 FROM claimed c`
 
-// claimLastResortSQL hands out the session's unexpired last resort (of
-// suite $3 unless 0) and marks it used.
-const claimLastResortSQL = `UPDATE p2kit_kp_sessions SET lr_used = TRUE
-WHERE user_id = $1 AND session_id = $4 AND lr_init_key IS NOT NULL
-	AND lr_not_after > $2 AND ($3::INTEGER = 0 OR lr_cipher_suite = $3::INTEGER)
-RETURNING lr_cipher_suite, lr_ref, lr_init_key, lr_data, lr_not_after, lr_uploaded_at,
-	(SELECT count(*) FROM p2kit_key_packages a WHERE a.user_id = $1 AND a.session_id = $4 AND a.not_after > $2)`
-
 // claimRow scans the KeyPackage columns shared by the claim statements.
 type claimRow struct {
 	suite      *int32
@@ -278,147 +342,158 @@ func (r claimRow) keyPackage(user p2core.UserID, sid string) p2core.KeyPackage {
 }
 
 // errOutOfOrder makes the batched claim roll back and run again session
-// by session (see claimBatched).
+// by session (see claim.TakeOldest).
 var errOutOfOrder = errors.New("pgstore: claim must wait out of session order")
 
 // ClaimKeyPackages implements p2core.KeyPackageStore in one transaction
-// (see the package doc for how it stays exactly-once across instances). A
-// last resort is handed out only when it matches suite (when suite is not
-// 0). Remaining counts the session's unexpired regular KeyPackages of every
-// suite, as of the claim's snapshot: claims by concurrent transactions that
-// have not committed yet are still counted.
+// with p2core.ClaimFrom (see the package doc for how it stays
+// exactly-once across instances). Remaining counts the session's
+// unexpired regular KeyPackages as of the claim's snapshot: claims by
+// concurrent transactions that have not committed yet are still counted.
 //
-// Deadlock freedom: a claim only ever waits for a lock in session X (a
-// KeyPackage another claimer holds, or X's last-resort row) while holding
-// locks in sessions ordered before X only, so claimers cannot wait for
-// each other in a cycle. The batched first statement takes rows of every
-// session at once without waiting (SKIP LOCKED); when a session then needs
-// a wait that would break the order, the transaction is rolled back and
-// the claim runs session by session in order instead.
+// Deadlock freedom: a claim only ever waits for a KeyPackage in session X
+// that another claimer holds while holding KeyPackages of sessions
+// ordered before X only, so claimers cannot wait for each other in a
+// cycle; last resorts are locked after every KeyPackage wait, in session
+// order. The batched first statement takes rows of every session at once
+// without waiting (SKIP LOCKED); when a session then needs a wait that
+// would break the order, the transaction is rolled back and the claim
+// runs session by session in order instead.
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	now = ts(now)
-	c := claim{user: user, u: uid(user), suite: int32(suite), now: now}
-	err := s.tx(ctx, "ClaimKeyPackages", func(tx pgx.Tx) error { return c.batched(ctx, tx) })
+	c := &claim{ctx: ctx, user: user, u: uid(user)}
+	var out []p2core.ClaimedKeyPackage
+	run := func(tx pgx.Tx) (err error) {
+		c.tx = tx
+		out, err = p2core.ClaimFrom(c, suite, now)
+		return err
+	}
+	err := s.tx(ctx, "ClaimKeyPackages", run)
 	if errors.Is(err, errOutOfOrder) {
-		err = s.tx(ctx, "ClaimKeyPackages", func(tx pgx.Tx) error { return c.sequential(ctx, tx) })
+		c.sequential = true
+		err = s.tx(ctx, "ClaimKeyPackages", run)
 	}
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(c.out, func(a, b p2core.ClaimedKeyPackage) int {
-		return strings.Compare(string(a.SessionID), string(b.SessionID))
-	})
-	return c.out, nil
+	return out, nil
 }
 
-// claim is one ClaimKeyPackages call.
+// claim is one ClaimKeyPackages call: the p2core.ClaimSource of one
+// transaction.
 type claim struct {
-	user  p2core.UserID
-	u     int64
-	suite int32
-	now   time.Time
-	out   []p2core.ClaimedKeyPackage
+	ctx        context.Context
+	tx         pgx.Tx
+	user       p2core.UserID
+	u          int64
+	sequential bool
 }
 
-// batched claims for every session with one statement that never waits,
-// then handles the sessions it got nothing from (in session order): those
-// whose candidates are all locked by concurrent claimers wait for them,
-// and those left without a KeyPackage get their last resort. If such a
-// session is ordered before one a KeyPackage was taken from, waiting would
-// break the lock order: errOutOfOrder.
-func (c *claim) batched(ctx context.Context, tx pgx.Tx) error {
-	c.out = []p2core.ClaimedKeyPackage{}
-	rows, err := tx.Query(ctx, claimSQL, c.u, c.now, c.suite)
-	if err != nil {
-		return err
-	}
+// TakeOldest claims for every session with one statement that never
+// waits, then, in session order, waits for the sessions whose candidates
+// are all locked by concurrent claimers. If such a session is ordered
+// before one a KeyPackage was taken from, waiting would break the lock
+// order: errOutOfOrder. In sequential mode it waits session by session.
+func (c *claim) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
 	var (
-		rest    []string // sessions to wait for or fall back in
+		out     []p2core.ClaimedKeyPackage
+		others  []string
 		wait    = map[string]bool{}
 		maxDone string // the greatest session a KeyPackage was taken from
 		anyDone bool
 	)
-	for rows.Next() {
-		var (
-			sid        string
-			r          claimRow
-			candidates bool
-		)
-		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &candidates); err != nil {
-			rows.Close()
-			return err
+	if c.sequential {
+		rows, err := c.tx.Query(c.ctx, `SELECT session_id FROM p2kit_kp_sessions WHERE user_id = $1`, c.u)
+		if err != nil {
+			return nil, nil, err
 		}
-		if r.suite != nil {
-			c.out = append(c.out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available - 1)})
-			if !anyDone || sid > maxDone {
-				maxDone, anyDone = sid, true
+		if others, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return nil, nil, err
+		}
+		for _, sid := range others {
+			wait[sid] = true
+		}
+	} else {
+		rows, err := c.tx.Query(c.ctx, claimSQL, c.u, now, int32(suite))
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			var (
+				sid        string
+				r          claimRow
+				candidates bool
+			)
+			if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &candidates); err != nil {
+				rows.Close()
+				return nil, nil, err
 			}
+			if r.suite != nil {
+				out = append(out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available - 1)})
+				if !anyDone || sid > maxDone {
+					maxDone, anyDone = sid, true
+				}
+				continue
+			}
+			others = append(others, sid)
+			wait[sid] = candidates // every candidate is locked by a concurrent claim
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+	slices.Sort(others)
+	var rest []p2core.SessionID
+	for _, sid := range others {
+		if !wait[sid] {
+			rest = append(rest, p2core.SessionID(sid))
 			continue
 		}
-		rest = append(rest, sid)
-		wait[sid] = candidates // every candidate is locked by a concurrent claim
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	slices.Sort(rest)
-	if len(rest) > 0 && anyDone && rest[0] < maxDone {
-		return errOutOfOrder
-	}
-	for _, sid := range rest {
-		if err := c.session(ctx, tx, sid, wait[sid]); err != nil {
-			return err
+		if anyDone && sid < maxDone {
+			return nil, nil, errOutOfOrder
+		}
+		var r claimRow
+		err := c.tx.QueryRow(c.ctx, claimWaitSQL, c.u, now, int32(suite), sid).Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			rest = append(rest, p2core.SessionID(sid))
+		case err != nil:
+			return nil, nil, err
+		default:
+			out = append(out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
 		}
 	}
-	return nil
+	return out, rest, nil
 }
 
-// sequential claims session by session in session order, waiting where
-// needed.
-func (c *claim) sequential(ctx context.Context, tx pgx.Tx) error {
-	c.out = []p2core.ClaimedKeyPackage{}
-	rows, err := tx.Query(ctx, `SELECT session_id FROM p2kit_kp_sessions WHERE user_id = $1`, c.u)
-	if err != nil {
-		return err
-	}
-	sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	slices.Sort(sids)
-	for _, sid := range sids {
-		if err := c.session(ctx, tx, sid, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// session claims from one session: when wait is set, the oldest claimable
-// KeyPackage, waiting for concurrent claimers that hold candidates; if
-// there is none, the last resort.
-func (c *claim) session(ctx context.Context, tx pgx.Tx, sid string, wait bool) error {
+// LastResort reads the session's last resort and locks its row.
+func (c *claim) LastResort(sid p2core.SessionID) (p2core.KeyPackage, bool, error) {
 	var r claimRow
-	if wait {
-		err := tx.QueryRow(ctx, claimWaitSQL, c.u, c.now, c.suite, sid).Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available)
-		if err == nil {
-			c.out = append(c.out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
-			return nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
+	err := c.tx.QueryRow(c.ctx, `SELECT lr_cipher_suite, lr_ref, lr_init_key, lr_data, lr_not_after, lr_uploaded_at
+		FROM p2kit_kp_sessions WHERE user_id = $1 AND session_id = $2 FOR UPDATE`, c.u, string(sid)).
+		Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && r.key == nil) {
+		return p2core.KeyPackage{}, false, nil
 	}
-	err := tx.QueryRow(ctx, claimLastResortSQL, c.u, c.now, c.suite, sid).Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available)
-	switch {
-	case err == nil:
-		c.out = append(c.out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), LastResort: true, Remaining: int(r.available)})
-		return nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil
+	if err != nil {
+		return p2core.KeyPackage{}, false, err
 	}
+	return r.keyPackage(c.user, string(sid)), true, nil
+}
+
+func (c *claim) MarkLastResortUsed(sid p2core.SessionID) error {
+	_, err := c.tx.Exec(c.ctx, `UPDATE p2kit_kp_sessions SET lr_used = TRUE WHERE user_id = $1 AND session_id = $2`, c.u, string(sid))
 	return err
+}
+
+// Available counts with not_after > now, this backend's form of
+// p2core.Live.
+func (c *claim) Available(sid p2core.SessionID, now time.Time) (int, error) {
+	var n int64
+	err := c.tx.QueryRow(c.ctx, `SELECT count(*) FROM p2kit_key_packages WHERE user_id = $1 AND session_id = $2 AND not_after > $3`,
+		c.u, string(sid), now).Scan(&n)
+	return int(n), err
 }
 
 // KeyPackageStatus implements p2core.KeyPackageStore. LastResort reports a

@@ -16,7 +16,8 @@ type migration struct {
 	sql     []string
 }
 
-// migrations is the whole schema history.
+// migrations is the whole schema history. Version 1 is the schema of the
+// first release; a later change is a new entry, never an edit of one.
 //
 // Init keys: p2kit_init_keys holds every init key in use, one row each,
 // whose primary key is what makes init keys unique across stored
@@ -80,6 +81,16 @@ var migrations = []migration{
 		)`,
 		`CREATE UNIQUE INDEX p2kit_id_certs_current_idx ON p2kit_id_certs (user_id, session_id) WHERE superseded_at IS NULL`,
 		`CREATE INDEX p2kit_id_certs_user_idx ON p2kit_id_certs (user_id, issued_at)`,
+		// IDCertsAt reads the current certs through
+		// p2kit_id_certs_current_idx and the superseded ones through this
+		// index, instead of the user's whole history.
+		`CREATE INDEX p2kit_id_certs_superseded_idx ON p2kit_id_certs (user_id, superseded_at) WHERE superseded_at IS NOT NULL`,
+
+		// One row per user with sessions or KeyPackages: the lock under
+		// which the per-user caps are checked.
+		`CREATE TABLE p2kit_users (
+			user_id BIGINT PRIMARY KEY
+		)`,
 
 		// seq 1 is the first key ever, so a second "first" key collides
 		// on the primary key.
@@ -132,16 +143,10 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX p2kit_key_packages_expiry_idx ON p2kit_key_packages (not_after)`,
 	}},
-	// IDCertsAt reads the current certs through
-	// p2kit_id_certs_current_idx and the superseded ones through this
-	// index, instead of the user's whole history.
-	{2, "index superseded ID-Certs by user and time", []string{
-		`CREATE INDEX p2kit_id_certs_superseded_idx ON p2kit_id_certs (user_id, superseded_at) WHERE superseded_at IS NOT NULL`,
-	}},
 }
 
 // SchemaVersion is the schema version this package migrates a database to.
-const SchemaVersion = 2
+const SchemaVersion = 1
 
 // lockKey is the pg_advisory_xact_lock key that serialises migrations of
 // one schema.
@@ -157,7 +162,11 @@ func lockKey(schema string) int64 {
 // does not apply: building an index on a large table, or waiting for
 // another instance's migration, may take longer than any statement of the
 // API; Open's ctx bounds it instead.
-func (s *Store) migrate(ctx context.Context, schema string) error {
+//
+// history is the list to apply: migrations, or in tests that list with a
+// synthetic later version (export_test.go).
+func (s *Store) migrate(ctx context.Context, schema string, history []migration) error {
+	latest := int64(len(history))
 	return s.tx(ctx, "migrate", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
 			return err
@@ -181,10 +190,10 @@ func (s *Store) migrate(ctx context.Context, schema string) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM p2kit_schema_migrations`).Scan(&have); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if have > SchemaVersion {
-			return fmt.Errorf("database schema is at version %d, newer than this pgstore's %d: upgrade p2kit", have, SchemaVersion)
+		if have > latest {
+			return fmt.Errorf("database schema is at version %d, which this pgstore does not know (it reads %d): upgrade p2kit", have, latest)
 		}
-		for _, m := range migrations[have:] {
+		for _, m := range history[have:] {
 			for _, stmt := range m.sql {
 				if _, err := tx.Exec(ctx, stmt); err != nil {
 					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)

@@ -90,6 +90,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -149,6 +150,11 @@ var _ p2core.Store = (*Store)(nil)
 // migrated, or the database was migrated by a newer version of pgstore.
 // opts may be nil.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	return open(ctx, dsn, opts, migrations)
+}
+
+// open is Open with the schema history to migrate along.
+func open(ctx context.Context, dsn string, opts *Options, history []migration) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -183,7 +189,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
 	s := &Store{pool: pool, maxRetries: o.MaxRetries}
-	if err := s.migrate(ctx, schema); err != nil {
+	if err := s.migrate(ctx, schema, history); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -244,6 +250,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if isSentinel(err) {
 		return err
 	}
+	if transient(err) {
+		return fmt.Errorf("pgstore: %s: %w: %w", op, p2core.ErrUnavailable, err)
+	}
 	if pgCode(err) == "23505" {
 		return fmt.Errorf("pgstore: %s: %w (%v)", op, p2core.ErrConflict, constraintName(err))
 	}
@@ -253,12 +262,31 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 // isSentinel reports whether err already carries a p2core Store sentinel.
 func isSentinel(err error) bool {
 	for _, target := range []error{p2core.ErrNotFound, p2core.ErrConflict, p2core.ErrTokenInvalid,
-		p2core.ErrDuplicateKeyPackage, p2core.ErrTooManyKeyPackages, p2core.ErrClosed} {
+		p2core.ErrDuplicateKeyPackage, p2core.ErrTooManyKeyPackages, p2core.ErrTooManySessions,
+		p2core.ErrClosed, p2core.ErrUnavailable} {
 		if errors.Is(err, target) {
 			return true
 		}
 	}
 	return false
+}
+
+// transient reports whether err is a failure expected to pass, which the
+// Store reports as p2core.ErrUnavailable: the server cannot be reached
+// (connection refused or reset, no connection could be made), a
+// connection exception (SQLSTATE class 08), or the server is shutting
+// down, crashed or starting up (57P01, 57P02, 57P03).
+func transient(err error) bool {
+	code := pgCode(err)
+	if strings.HasPrefix(code, "08") {
+		return true
+	}
+	switch code {
+	case "57P01", "57P02", "57P03":
+		return true
+	}
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // pgCode returns the SQLSTATE of a server error, or "".

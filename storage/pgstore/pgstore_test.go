@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -208,8 +209,8 @@ func TestOpenRefusesSchemaOfNewerVersion(t *testing.T) {
 		s.Close()
 		t.Fatal("Open of a schema migrated by a newer pgstore succeeded")
 	}
-	if !strings.Contains(err.Error(), "newer") {
-		t.Fatalf("Open: got %v, want an error saying the schema is newer", err)
+	if !strings.Contains(err.Error(), fmt.Sprintf("version %d, which this pgstore does not know", pgstore.SchemaVersion+1)) {
+		t.Fatalf("Open: got %v, want an error naming the unknown version", err)
 	}
 }
 
@@ -269,45 +270,57 @@ func withParam(t testing.TB, dsn, key, value string) string {
 	return dsn + " " + key + "='" + value + "'"
 }
 
-// A schema at version 1 (before the superseded-cert index) migrates to
-// the current version on Open and keeps its certs.
-func TestOpenMigratesVersion1Schema(t *testing.T) {
+// The migration mechanism, on a synthetic version 2: a version-1 schema
+// is migrated on Open, keeps its data and records the version; the
+// migration runs once; a version-1 pgstore then refuses the schema.
+func TestOpenMigratesToSyntheticVersion2(t *testing.T) {
 	testDSN(t)
 	ctx := t.Context()
 	schema := freshSchema(t)
 	s := openStore(t, schema, nil)
-	issued := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i, at := range []time.Time{issued, issued.Add(time.Hour)} {
-		c := p2core.IDCert{UserID: 7, SessionID: "laptop", FID: "alice@home.example", Serial: fmt.Sprint("s", i),
-			Cert: []byte{1}, IssuedAt: at, ExpiresAt: at.Add(24 * time.Hour)}
-		if err := s.PutIDCert(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
-	q := func(sql string) string { return strings.ReplaceAll(sql, "S.", pgx.Identifier{schema}.Sanitize()+".") }
-	if _, err := adminPool(t).Exec(ctx, q(`DROP INDEX S.p2kit_id_certs_superseded_idx;
-		DELETE FROM S.p2kit_schema_migrations WHERE version > 1`)); err != nil {
+	c := p2core.IDCert{UserID: 7, SessionID: "laptop", FID: "alice@home.example", Serial: "s0",
+		Cert: []byte{1}, IssuedAt: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), ExpiresAt: time.Date(2031, 1, 2, 0, 0, 0, 0, time.UTC)}
+	if err := s.PutIDCert(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, schema, nil)
+	s.Close()
+	step := `INSERT INTO p2kit_settings (key, value) VALUES ('synthetic', '\x01')`
+	for range 2 {
+		s2, err := pgstore.OpenWithSyntheticVersion2(ctx, testDSN(t), &pgstore.Options{Schema: schema}, step)
+		if err != nil {
+			t.Fatalf("Open with version 2 (a second run would fail on the duplicate key): %v", err)
+		}
+		got, err := s2.IDCertBySerial(ctx, "s0")
+		if err != nil || got.Serial != "s0" {
+			t.Fatalf("cert after the migration: %v, %v", got, err)
+		}
+		if v, err := s2.Setting(ctx, "synthetic"); err != nil || len(v) != 1 {
+			t.Fatalf("the version 2 step did not run: %v, %v", v, err)
+		}
+		s2.Close()
+	}
 	var version int64
-	var indexed bool
-	err := adminPool(t).QueryRow(ctx, q(`SELECT (SELECT max(version) FROM S.p2kit_schema_migrations),
-		EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = 'p2kit_id_certs_superseded_idx')`), schema).Scan(&version, &indexed)
+	err := adminPool(t).QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "p2kit_schema_migrations"}.Sanitize()).Scan(&version)
+	if err != nil || version != 2 {
+		t.Fatalf("recorded version %d (%v), want 2", version, err)
+	}
+	if s3, err := pgstore.Open(ctx, testDSN(t), &pgstore.Options{Schema: schema}); err == nil {
+		s3.Close()
+		t.Fatal("a version-1 pgstore opened a version-2 schema")
+	}
+}
+
+// A server that refuses connections is a transient failure:
+// ErrUnavailable, which the HTTP adapter answers with 503.
+func TestOpenOfClosedPortIsUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if version != pgstore.SchemaVersion || !indexed {
-		t.Fatalf("after Open: version %d, index %v; want %d and the index", version, indexed, pgstore.SchemaVersion)
-	}
-	for _, tc := range []struct {
-		at     time.Time
-		serial string
-	}{{issued.Add(30 * time.Minute), "s0"}, {issued.Add(2 * time.Hour), "s1"}} {
-		got, err := s.IDCertsAt(ctx, 7, tc.at)
-		if err != nil || len(got) != 1 || got[0].Serial != tc.serial {
-			t.Fatalf("IDCertsAt(%v): %v, %v; want %s", tc.at, got, err, tc.serial)
-		}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = pgstore.Open(t.Context(), "postgres://p2kit@"+addr+"/p2kit?sslmode=disable&connect_timeout=5", nil)
+	if !errors.Is(err, p2core.ErrUnavailable) {
+		t.Fatalf("Open of a closed port: %v, want ErrUnavailable", err)
 	}
 }

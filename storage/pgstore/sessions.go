@@ -11,15 +11,90 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// CreateSession implements p2core.SessionStore: ErrConflict when the user
-// has a session with that SessionID or another session has the token hash.
-func (s *Store) CreateSession(ctx context.Context, in p2core.Session) error {
-	return s.do(ctx, "CreateSession", func(q querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO p2kit_sessions (user_id, session_id, fid, token_hash, created_at, home)
+// CreateSession implements p2core.Store in one transaction: the FID
+// mapping (INSERT ... ON CONFLICT DO NOTHING, which waits for a concurrent
+// login of the same FID to commit or roll back, then a SELECT that sees
+// the winner), the user's row lock for the caps, the session, its cert
+// and its KeyPackages. Any failure rolls all of it back.
+func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2core.Limits, now time.Time) (p2core.Session, error) {
+	if err := s.enter(ctx); err != nil {
+		return p2core.Session{}, err
+	}
+	now = ts(now)
+	var kps []p2core.KeyPackage
+	fresh := 0
+	if len(n.KeyPackages) > 0 {
+		var err error
+		if fresh, err = p2core.CheckUpload(n.KeyPackages, n.LastResort, now); err != nil {
+			return p2core.Session{}, err
+		}
+	}
+	var out p2core.Session
+	err := s.tx(ctx, "CreateSession", func(tx pgx.Tx) error {
+		in := n.Session
+		in.CreatedAt = ts(in.CreatedAt)
+		if n.ForeignCandidate != 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO p2kit_fids (fid, user_id) VALUES ($1, $2) ON CONFLICT (fid) DO NOTHING`,
+				string(in.FID), uid(n.ForeignCandidate)); err != nil {
+				return err
+			}
+			var id int64
+			if err := tx.QueryRow(ctx, `SELECT user_id FROM p2kit_fids WHERE fid = $1`, string(in.FID)).Scan(&id); err != nil {
+				return err
+			}
+			in.UserID = p2core.UserID(id)
+		}
+		u := uid(in.UserID)
+		if err := lockUser(ctx, tx, u); err != nil {
+			return err
+		}
+		var have int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM p2kit_sessions WHERE user_id = $1`, u).Scan(&have); err != nil {
+			return err
+		}
+		if err := p2core.CheckSessionCap(int(have), lim.MaxSessions); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO p2kit_sessions (user_id, session_id, fid, token_hash, created_at, home)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
-			uid(in.UserID), string(in.SessionID), string(in.FID), in.TokenHash[:], ts(in.CreatedAt), in.Home)
-		return err
+			u, string(in.SessionID), string(in.FID), in.TokenHash[:], in.CreatedAt, in.Home)
+		if pgCode(err) == "23505" {
+			return fmt.Errorf("pgstore: session %q of user %d or its token hash exists: %w", in.SessionID, in.UserID, p2core.ErrConflict)
+		}
+		if err != nil {
+			return err
+		}
+		if n.Cert != nil {
+			c := *n.Cert
+			c.UserID, c.SessionID = in.UserID, in.SessionID
+			if err := putIDCert(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		kps = kps[:0]
+		for _, kp := range n.KeyPackages {
+			kp.UserID, kp.SessionID = in.UserID, in.SessionID
+			kps = append(kps, kp)
+		}
+		if len(kps) > 0 {
+			if err := addKeyPackages(ctx, tx, kps, fresh, lim.MaxKeyPackages, now); err != nil {
+				return err
+			}
+		}
+		if n.LastResort != nil {
+			lr := *n.LastResort
+			lr.UserID, lr.SessionID = in.UserID, in.SessionID
+			if err := setLastResort(ctx, tx, lr, now); err != nil {
+				return err
+			}
+		}
+		out = in
+		return nil
 	})
+	if err != nil {
+		return p2core.Session{}, err
+	}
+	return out, nil
 }
 
 const sessionColumns = `user_id, session_id, fid, token_hash, created_at, home`
@@ -81,7 +156,7 @@ func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Sess
 	return out, nil
 }
 
-// EndSession implements p2core.SessionStore in one transaction: it removes
+// EndSession implements p2core.Store in one transaction: it removes
 // the session, its KeyPackages (freeing their init keys) and its last
 // resort (whose init key stays blocked until its NotAfter if it was handed
 // out), and supersedes its current ID-Cert at now.
@@ -125,24 +200,4 @@ func (s *Store) EndSession(ctx context.Context, user p2core.UserID, sid p2core.S
 			WHERE user_id = $1 AND session_id = $2 AND superseded_at IS NULL`, u, id, now)
 		return err
 	})
-}
-
-// UserIDForFID implements p2core.SessionStore: the first caller's candidate
-// wins, and every caller (on any instance) reads the winner.
-func (s *Store) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	var id int64
-	err := s.do(ctx, "UserIDForFID", func(q querier) error {
-		// ON CONFLICT DO NOTHING waits for a concurrent insert of the
-		// same FID to commit or roll back, so the SELECT (a new snapshot)
-		// sees the winner.
-		if _, err := q.Exec(ctx, `INSERT INTO p2kit_fids (fid, user_id) VALUES ($1, $2) ON CONFLICT (fid) DO NOTHING`,
-			string(fid), uid(candidate)); err != nil {
-			return err
-		}
-		return q.QueryRow(ctx, `SELECT user_id FROM p2kit_fids WHERE fid = $1`, string(fid)).Scan(&id)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return p2core.UserID(id), nil
 }

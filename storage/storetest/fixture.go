@@ -45,9 +45,9 @@ func seed(t *testing.T, s p2core.Store) *fixture {
 
 	ok(t, s.CreateToken(ctx, f.token), "CreateToken")
 	ok(t, s.PutSetting(ctx, f.settingK, f.settingV), "PutSetting")
-	ok(t, s.CreateSession(ctx, f.session), "CreateSession")
-	id, err := s.UserIDForFID(ctx, f.fid, f.fidUser)
-	ok(t, err, "UserIDForFID")
+	ok(t, create(ctx, s, f.session), "CreateSession")
+	id, err := login(ctx, s, g, f.fid, f.fidUser, "foreign", now.Add(-time.Hour))
+	ok(t, err, "CreateSession of a foreign login")
 	count(t, int(id), int(f.fidUser), "mapped user")
 	ok(t, s.PutIDCert(ctx, f.cert), "PutIDCert")
 	ok(t, s.AddServerKey(ctx, f.key, nil), "AddServerKey")
@@ -84,11 +84,14 @@ func (f *fixture) verify(t *testing.T, s p2core.Store) {
 		count(t, len(ss), want, "sessions")
 	}
 
-	id, err := s.UserIDForFID(ctx, f.fid, 1)
-	ok(t, err, "UserIDForFID")
+	ss, err := s.Sessions(ctx, f.fidUser)
+	ok(t, err, "Sessions")
+	count(t, len(ss), 1, "sessions of the foreign user")
+	id, err := login(ctx, s, g, f.fid, 1, "again", now)
+	ok(t, err, "CreateSession of a foreign login")
 	count(t, int(id), int(f.fidUser), "mapped user")
-	id, err = s.UserIDForFID(ctx, "new@foreign.example", 2002)
-	ok(t, err, "UserIDForFID of a new FID")
+	id, err = login(ctx, s, g, "new@foreign.example", 2002, "new", now)
+	ok(t, err, "CreateSession of a new FID")
 	count(t, int(id), 2002, "new FID gets the candidate")
 
 	cur, err := s.CurrentIDCert(ctx, 7, "laptop")
@@ -169,7 +172,7 @@ func everyMethod() []call {
 			return s.CreateSetting(ctx, "new-"+f.settingK, []byte("x"))
 		}},
 		{"CreateSession", func(ctx context.Context, s p2core.Store, f *fixture) error {
-			return s.CreateSession(ctx, f.g.session(8, "x", f.now))
+			return create(ctx, s, f.g.session(8, "x", f.now))
 		}},
 		{"SessionByToken", func(ctx context.Context, s p2core.Store, f *fixture) error {
 			_, err := s.SessionByToken(ctx, f.session.TokenHash)
@@ -182,8 +185,22 @@ func everyMethod() []call {
 		{"EndSession", func(ctx context.Context, s p2core.Store, f *fixture) error {
 			return s.EndSession(ctx, 7, "laptop", f.now)
 		}},
-		{"UserIDForFID", func(ctx context.Context, s p2core.Store, f *fixture) error {
-			_, err := s.UserIDForFID(ctx, "new@foreign.example", 3003)
+		{"CreateSessionForeignLogin", func(ctx context.Context, s p2core.Store, f *fixture) error {
+			g := &f.g
+			ss := g.session(0, "x", f.now)
+			ss.FID, ss.Home = "new@foreign.example", "foreign.example"
+			c := g.cert(0, "", f.now, f.now.Add(time.Hour))
+			lr := g.kp(0, "", 1, f.now.Add(time.Hour))
+			_, err := s.CreateSession(ctx, p2core.NewSession{Session: ss, ForeignCandidate: 3003, Cert: &c,
+				KeyPackages: g.kps(2, 0, "", 1, f.now.Add(time.Hour)), LastResort: &lr}, roomy, f.now)
+			return err
+		}},
+		{"IDCertBySerial", func(ctx context.Context, s p2core.Store, f *fixture) error {
+			_, err := s.IDCertBySerial(ctx, f.cert.Serial)
+			return err
+		}},
+		{"InitKeyInUse", func(ctx context.Context, s p2core.Store, f *fixture) error {
+			_, err := s.InitKeyInUse(ctx, [][]byte{f.kps[0].InitKey}, f.now)
 			return err
 		}},
 		{"PutIDCert", func(ctx context.Context, s p2core.Store, f *fixture) error {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -370,4 +371,22 @@ func wantStatus(t *testing.T, s p2core.Store, user p2core.UserID, session p2core
 	if got := status(t, s, user, session, now); got != want {
 		t.Fatalf("KeyPackageStatus(%d, %q): got %+v, want %+v", user, session, got, want)
 	}
+}
+
+// roomy are caps no test reaches unless it means to.
+var roomy = p2core.Limits{MaxSessions: 1000, MaxKeyPackages: 100000}
+
+// create stores a bare session with Store.CreateSession.
+func create(ctx context.Context, s p2core.Store, ss p2core.Session) error {
+	_, err := s.CreateSession(ctx, p2core.NewSession{Session: ss}, roomy, ss.CreatedAt)
+	return err
+}
+
+// login stores a bare foreign session of fid with Store.CreateSession
+// and returns the user ID it was mapped to.
+func login(ctx context.Context, s p2core.Store, g *gen, fid p2core.FID, candidate p2core.UserID, sid p2core.SessionID, now time.Time) (p2core.UserID, error) {
+	ss := g.session(0, sid, now)
+	ss.FID, ss.Home = fid, fid.Domain()
+	got, err := s.CreateSession(ctx, p2core.NewSession{Session: ss, ForeignCandidate: candidate}, roomy, now)
+	return got.UserID, err
 }

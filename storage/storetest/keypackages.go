@@ -20,7 +20,7 @@ func keyPackageCases() []testCase {
 		{"AddKeyPackagesWithInitKeyOfStoredKeyPackageStoresNothing", testAddDuplicateOfStored},
 		{"AddKeyPackagesWithInitKeyOfLastResortIsRefused", testAddDuplicateOfLastResort},
 		{"AddKeyPackagesWithInitKeyOfHandedOutIsRefusedUntilNotAfter", testAddDuplicateOfHandedOut},
-		{"AddKeyPackagesOverPerSessionCapIsRefused", testAddOverCap},
+		{"AddKeyPackagesOverTheUsersCapIsRefused", testAddOverCap},
 		{"AddKeyPackagesWithEmptyBatchIsNoop", testAddEmptyBatch},
 		{"ClaimReturnsOnePerSessionOrderedBySessionID", testClaimPerSessionOrdered},
 		{"ClaimFiltersByCipherSuite", testClaimSuiteFilter},
@@ -159,6 +159,10 @@ func testAddOverCap(t *testing.T, s p2core.Store) {
 		"AddKeyPackages over the cap after handing out an expired one")
 	claimOne(t, s, 7, 0, now)
 	ok(t, s.AddKeyPackages(ctx, g.kps(1, 7, "laptop", 1, now.Add(time.Hour)), 3, now), "AddKeyPackages after a claim")
+	// The cap is the user's, across sessions: logging in again does not
+	// multiply it.
+	isErr(t, s.AddKeyPackages(ctx, g.kps(1, 7, "tablet", 1, now.Add(time.Hour)), 3, now), p2core.ErrTooManyKeyPackages,
+		"AddKeyPackages to another session of a user at the cap")
 	isErr(t, s.AddKeyPackages(ctx, g.kps(4, 7, "tablet", 1, now.Add(time.Hour)), 3, now), p2core.ErrTooManyKeyPackages,
 		"AddKeyPackages of a batch over the cap")
 	wantStatus(t, s, 7, "tablet", now, p2core.KeyPackageStatus{})
