@@ -74,8 +74,8 @@ func (s *failingStore) CreateSetting(ctx context.Context, key string, value []by
 	return failErr(s, func() error { return s.Store.CreateSetting(ctx, key, value) })
 }
 
-func (s *failingStore) CreateSession(ctx context.Context, x p2core.Session) error {
-	return failErr(s, func() error { return s.Store.CreateSession(ctx, x) })
+func (s *failingStore) CreateSession(ctx context.Context, n p2core.NewSession, lim p2core.Limits, now time.Time) (p2core.Session, error) {
+	return fail(s, func() (p2core.Session, error) { return s.Store.CreateSession(ctx, n, lim, now) })
 }
 
 func (s *failingStore) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Session, error) {
@@ -90,8 +90,8 @@ func (s *failingStore) EndSession(ctx context.Context, user p2core.UserID, sessi
 	return failErr(s, func() error { return s.Store.EndSession(ctx, user, session, now) })
 }
 
-func (s *failingStore) UserIDForFID(ctx context.Context, fid p2core.FID, candidate p2core.UserID) (p2core.UserID, error) {
-	return fail(s, func() (p2core.UserID, error) { return s.Store.UserIDForFID(ctx, fid, candidate) })
+func (s *failingStore) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
+	return fail(s, func() (p2core.IDCert, error) { return s.Store.IDCertBySerial(ctx, serial) })
 }
 
 func (s *failingStore) PutIDCert(ctx context.Context, c p2core.IDCert) error {
@@ -124,6 +124,10 @@ func (s *failingStore) SetLastResort(ctx context.Context, kp p2core.KeyPackage, 
 
 func (s *failingStore) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	return fail(s, func() ([]p2core.ClaimedKeyPackage, error) { return s.Store.ClaimKeyPackages(ctx, user, suite, now) })
+}
+
+func (s *failingStore) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {
+	return fail(s, func() (int, error) { return s.Store.InitKeyInUse(ctx, initKeys, now) })
 }
 
 func (s *failingStore) KeyPackageStatus(ctx context.Context, user p2core.UserID, session p2core.SessionID, now time.Time) (p2core.KeyPackageStatus, error) {

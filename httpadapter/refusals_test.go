@@ -74,7 +74,7 @@ func refusalBackends(t *testing.T) map[string]func(t *testing.T) p2core.Store {
 func TestRefusalsNameNoBackend(t *testing.T) {
 	for name, open := range refusalBackends(t) {
 		t.Run(name, func(t *testing.T) {
-			e := newEnvOn(t, open(t), func(c *p2core.Config) { c.MaxKeyPackagesPerSession = 3 },
+			e := newEnvOn(t, open(t), func(c *p2core.Config) { c.MaxKeyPackagesPerUser = 3 },
 				httpadapter.Options{RateLimits: httpadapter.RateLimits{Disabled: true}})
 			alice := e.login(101, "alice", false)
 			root := e.login(1, "root", true)

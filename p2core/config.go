@@ -159,7 +159,7 @@ type Config struct {
 	ClockSkew time.Duration
 	// ForeignUserIDs returns a candidate local user ID for a foreign FID
 	// seen for the first time; the Store keeps the mapping
-	// (SessionStore.UserIDForFID). It must never return an ID that is or
+	// (inside Store.CreateSession). It must never return an ID that is or
 	// will be a local user's: embedders whose user IDs are Snowflakes
 	// should pass their own generator's Next. It must be safe for
 	// concurrent use. Default: a Snowflakes generator with a random worker

@@ -84,6 +84,29 @@ type NewSession struct {
 	LastResort *KeyPackage
 }
 
+// Parts returns n's cert, KeyPackages and last resort (copies of the
+// structs, sharing byte slices) stamped with the session's UserID and
+// SessionID, user being the UserID the Store settled on (the FID's
+// mapping for a foreign login). Backends store these.
+func (n NewSession) Parts(user UserID) (cert *IDCert, kps []KeyPackage, lr *KeyPackage) {
+	if n.Cert != nil {
+		c := *n.Cert
+		c.UserID, c.SessionID = user, n.SessionID
+		cert = &c
+	}
+	kps = make([]KeyPackage, len(n.KeyPackages))
+	for i, kp := range n.KeyPackages {
+		kp.UserID, kp.SessionID = user, n.SessionID
+		kps[i] = kp
+	}
+	if n.LastResort != nil {
+		kp := *n.LastResort
+		kp.UserID, kp.SessionID = user, n.SessionID
+		lr = &kp
+	}
+	return cert, kps, lr
+}
+
 // Limits are the per-user caps a Store enforces inside its atomic
 // operations. A cap of zero or less allows nothing.
 type Limits struct {

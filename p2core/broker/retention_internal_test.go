@@ -52,7 +52,7 @@ func TestThousandLoginsOfOneUserKeepBrokerMemoryBounded(t *testing.T) {
 	b := New(Options{})
 	store := memstore.New()
 	defer store.Close()
-	svc, err := p2core.NewService(store, p2core.Config{Domain: "home.test", Events: b})
+	svc, err := p2core.NewService(store, p2core.Config{Domain: "home.test", Events: b, MaxSessionsPerUser: logins})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,33 +154,22 @@ func (pc preparedCert) write(tx *bolt.Tx) error {
 
 // IDCertBySerial implements p2core.CertStore.
 func (s *Store) IDCertBySerial(ctx context.Context, serial string) (p2core.IDCert, error) {
-	var out p2core.IDCert
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		ck := tx.Bucket([]byte(bCertSerials)).Get(serialKey(serial))
-		if ck == nil {
-			return fmt.Errorf("boltstore: ID-Cert serial %q: %w", serial, p2core.ErrNotFound)
-		}
-		v := tx.Bucket([]byte(bCerts)).Get(ck)
-		if v == nil {
-			return errCorrupt
-		}
-		var err error
-		out, err = decodeCert(v)
-		return err
-	})
-	if err != nil {
-		return p2core.IDCert{}, err
-	}
-	return out, nil
+	return s.certVia(ctx, bCertSerials, serialKey(serial), fmt.Sprintf("ID-Cert serial %q", serial))
 }
 
 // CurrentIDCert implements p2core.CertStore.
 func (s *Store) CurrentIDCert(ctx context.Context, user p2core.UserID, sid p2core.SessionID) (p2core.IDCert, error) {
+	return s.certVia(ctx, bCertCurrent, userSessionKey(user, sid), fmt.Sprintf("ID-Cert of session %q", sid))
+}
+
+// certVia reads the cert whose key in certs is stored under key in the
+// index bucket; ErrNotFound (naming what) when there is none.
+func (s *Store) certVia(ctx context.Context, index string, key []byte, what string) (p2core.IDCert, error) {
 	var out p2core.IDCert
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		ck := tx.Bucket([]byte(bCertCurrent)).Get(userSessionKey(user, sid))
+		ck := tx.Bucket([]byte(index)).Get(key)
 		if ck == nil {
-			return fmt.Errorf("boltstore: ID-Cert of session %q: %w", sid, p2core.ErrNotFound)
+			return fmt.Errorf("boltstore: %s: %w", what, p2core.ErrNotFound)
 		}
 		v := tx.Bucket([]byte(bCerts)).Get(ck)
 		if v == nil {

@@ -635,12 +635,15 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		if err := u.check(tx); err != nil {
-			return err
-		}
-		return u.write(tx)
-	})
+	return s.update(ctx, u.run)
+}
+
+// run checks and writes the upload in tx.
+func (u *upload) run(tx *bolt.Tx) error {
+	if err := u.check(tx); err != nil {
+		return err
+	}
+	return u.write(tx)
 }
 
 // SetLastResort implements p2core.KeyPackageStore. A replaced last resort
@@ -650,12 +653,7 @@ func (s *Store) SetLastResort(ctx context.Context, kp p2core.KeyPackage, now tim
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		if err := u.check(tx); err != nil {
-			return err
-		}
-		return u.write(tx)
-	})
+	return s.update(ctx, u.run)
 }
 
 // InitKeyInUse implements p2core.KeyPackageStore.

@@ -121,29 +121,17 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 		if err := p2core.CheckSessionCap(have, lim.MaxSessions); err != nil {
 			return err
 		}
+		cert, kps, lr := n.Parts(in.UserID)
 		var pc *preparedCert
-		if n.Cert != nil {
-			cert := *n.Cert
-			cert.UserID, cert.SessionID = in.UserID, in.SessionID
-			p := prepareCert(cert)
+		if cert != nil {
+			p := prepareCert(*cert)
 			if err := p.check(tx); err != nil {
 				return err
 			}
 			pc = &p
 		}
 		var up *upload
-		if len(n.KeyPackages) > 0 || n.LastResort != nil {
-			kps := make([]p2core.KeyPackage, len(n.KeyPackages))
-			for i, kp := range n.KeyPackages {
-				kp.UserID, kp.SessionID = in.UserID, in.SessionID
-				kps[i] = kp
-			}
-			var lr *p2core.KeyPackage
-			if n.LastResort != nil {
-				kp := *n.LastResort
-				kp.UserID, kp.SessionID = in.UserID, in.SessionID
-				lr = &kp
-			}
+		if len(kps) > 0 || lr != nil {
 			var err error
 			if up, err = prepareUpload(in.UserID, in.SessionID, kps, lr, lim.MaxKeyPackages, now); err != nil {
 				return err

@@ -272,24 +272,11 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 	if err := p2core.CheckSessionCap(len(s.userSessions[in.UserID]), lim.MaxSessions); err != nil {
 		return p2core.Session{}, err
 	}
-	var cert p2core.IDCert
-	if n.Cert != nil {
-		cert = *n.Cert
-		cert.UserID, cert.SessionID = in.UserID, in.SessionID
+	cert, kps, lr := n.Parts(in.UserID)
+	if cert != nil {
 		if _, ok := s.certSerials[cert.Serial]; ok {
 			return p2core.Session{}, fmt.Errorf("memstore: ID-Cert serial %q exists: %w", cert.Serial, p2core.ErrConflict)
 		}
-	}
-	kps := make([]p2core.KeyPackage, len(n.KeyPackages))
-	for i, kp := range n.KeyPackages {
-		kp.UserID, kp.SessionID = in.UserID, in.SessionID
-		kps[i] = kp
-	}
-	var lr *p2core.KeyPackage
-	if n.LastResort != nil {
-		kp := *n.LastResort
-		kp.UserID, kp.SessionID = in.UserID, in.SessionID
-		lr = &kp
 	}
 	if err := s.checkKeyPackages(kps, lr, lim.MaxKeyPackages, now); err != nil {
 		return p2core.Session{}, err
@@ -306,8 +293,8 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 	list := s.userSessions[in.UserID]
 	i, _ := slices.BinarySearchFunc(list, ss, cmpSession)
 	s.userSessions[in.UserID] = slices.Insert(list, i, ss)
-	if n.Cert != nil {
-		s.putIDCert(cert)
+	if cert != nil {
+		s.putIDCert(*cert)
 	}
 	s.addKeyPackages(kps)
 	if lr != nil {

@@ -51,7 +51,10 @@
 //     (retired) only if its fingerprint is the expected one, and the first
 //     key takes a fixed primary key, so of racing instances one wins and
 //     the others get ErrConflict.
-//   - UserIDForFID is INSERT ... ON CONFLICT DO NOTHING, then SELECT.
+//   - CreateSession is one transaction: the FID mapping (INSERT ... ON
+//     CONFLICT DO NOTHING, then SELECT), the user's p2kit_users row lock
+//     under which the per-user caps are counted, the session, its cert
+//     and its KeyPackages.
 //
 // Serialisation failures (40001) and deadlocks (40P01) are retried a
 // bounded number of times (Options.MaxRetries). Unique violations (23505)

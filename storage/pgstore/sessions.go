@@ -21,7 +21,6 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 		return p2core.Session{}, err
 	}
 	now = ts(now)
-	var kps []p2core.KeyPackage
 	fresh := 0
 	if len(n.KeyPackages) > 0 {
 		var err error
@@ -64,27 +63,19 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 		if err != nil {
 			return err
 		}
-		if n.Cert != nil {
-			c := *n.Cert
-			c.UserID, c.SessionID = in.UserID, in.SessionID
-			if err := putIDCert(ctx, tx, c); err != nil {
+		cert, kps, lr := n.Parts(in.UserID)
+		if cert != nil {
+			if err := putIDCert(ctx, tx, *cert); err != nil {
 				return err
 			}
-		}
-		kps = kps[:0]
-		for _, kp := range n.KeyPackages {
-			kp.UserID, kp.SessionID = in.UserID, in.SessionID
-			kps = append(kps, kp)
 		}
 		if len(kps) > 0 {
 			if err := addKeyPackages(ctx, tx, kps, fresh, lim.MaxKeyPackages, now); err != nil {
 				return err
 			}
 		}
-		if n.LastResort != nil {
-			lr := *n.LastResort
-			lr.UserID, lr.SessionID = in.UserID, in.SessionID
-			if err := setLastResort(ctx, tx, lr, now); err != nil {
+		if lr != nil {
+			if err := setLastResort(ctx, tx, *lr, now); err != nil {
 				return err
 			}
 		}
