@@ -322,6 +322,7 @@ func TestFailedForeignLoginLeavesNothing(t *testing.T) {
 	alice := f.user(t, 1, "alice")
 	b := mlstest.NewEd25519(alice.key.Signer)
 	b.Now = f.clock.Now
+	b.Identity = []byte(alice.p.FID)
 	kp1, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
@@ -369,6 +370,7 @@ func TestForeignLoginVerifiesNoKeyPackageBeforeTheTokenIsRedeemed(t *testing.T) 
 	alice := f.user(t, 1, "alice")
 	b := mlstest.NewEd25519(alice.key.Signer)
 	b.Now = f.clock.Now
+	b.Identity = []byte(alice.p.FID)
 	var kps [][]byte
 	for range 20 {
 		kp, err := b.Build()
