@@ -88,17 +88,8 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// checkKeyPackage decodes and validates one uploaded KeyPackage for p.
-// what names it in error messages.
-func (s *Service) checkKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, error) {
-	kp, decoded, err := s.decodeKeyPackage(p, data, sigKey, what)
-	if err != nil {
-		return KeyPackage{}, err
-	}
-	return kp, s.validateKeyPackage(decoded, what)
-}
-
-// decodeKeyPackage does the cheap half of checkKeyPackage: it decodes
+// decodeKeyPackage does the cheap half of checking an uploaded KeyPackage
+// for p (what names it in error messages): it decodes
 // data, does every check of mls.Check, and checks that its signature key
 // is sigKey, verifying no signature.
 func (s *Service) decodeKeyPackage(p Principal, data []byte, sigKey []byte, what string) (KeyPackage, *mls.KeyPackage, error) {
@@ -125,7 +116,7 @@ func (s *Service) decodeKeyPackage(p Principal, data []byte, sigKey []byte, what
 	}, kp, nil
 }
 
-// validateKeyPackage does the expensive half of checkKeyPackage: the two
+// validateKeyPackage does the expensive half of the check: the two
 // signatures of a KeyPackage decodeKeyPackage accepted.
 func (s *Service) validateKeyPackage(kp *mls.KeyPackage, what string) error {
 	s.countSignature("keypackage")
