@@ -137,6 +137,8 @@ func TestNewServiceRefusesConfigItCannotApply(t *testing.T) {
 		{"negative RSA bits", p2core.Config{MinRSABits: -1}, "MinRSABits"},
 		{"negative key size", p2core.Config{MaxPublicKeySize: -1}, "MaxArmoredSize"},
 		{"domain", p2core.Config{Domain: "not a domain"}, "Domain"},
+		{"cipher suite", p2core.Config{CipherSuites: []uint16{1, 8}}, "CipherSuites"},
+		{"cipher suite 0", p2core.Config{CipherSuites: []uint16{0}}, "CipherSuites"},
 	} {
 		svc, err := p2core.NewService(memstore.New(), c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -114,7 +114,8 @@ type Config struct {
 	// disables the cap.
 	MaxKeyPackageLifetime time.Duration
 	// CipherSuites lists the MLS cipher suites accepted. Default: all of
-	// RFC 9420's 1-7 (mls.Options' nil CipherSuites).
+	// RFC 9420's 1-7 (mls.Options' nil CipherSuites). NewService refuses
+	// a suite the mls package does not implement.
 	CipherSuites []uint16
 	// MaxKeyPackagesPerUser caps a user's unexpired regular KeyPackages,
 	// across all of the user's sessions (so logging in again does not
@@ -261,6 +262,9 @@ func (c Config) check() error {
 	}
 	if err := c.clientKeyPolicy().Check(); err != nil {
 		return fmt.Errorf("p2core: Config client key policy: %w", err)
+	}
+	if err := (mls.Options{CipherSuites: c.CipherSuites}).Check(); err != nil {
+		return fmt.Errorf("p2core: Config.CipherSuites: %w", err)
 	}
 	return nil
 }

@@ -30,6 +30,18 @@ type Options struct {
 	ClockSkew time.Duration
 }
 
+// Check returns an error naming the first of opts.CipherSuites that this
+// package does not implement: listing one accepts nothing, so it is a
+// configuration mistake. The error does not match ErrInvalid.
+func (opts Options) Check() error {
+	for _, id := range opts.CipherSuites {
+		if lookupSuite(id) == nil {
+			return fmt.Errorf("mls: cipher suite %d is not implemented (implemented: 1 to %d)", id, len(suites)-1)
+		}
+	}
+	return nil
+}
+
 // Labels of the two SignWithLabel signatures in a KeyPackage.
 const (
 	labelLeafNodeTBS   = "LeafNodeTBS"
