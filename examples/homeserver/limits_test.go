@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2kit/p2kit/p2core/idcert"
-	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
 	"github.com/p2kit/p2kit/storage/memstore"
 )
 
@@ -134,25 +132,9 @@ func (s *syncBuffer) lines() []string {
 func TestFailedForeignLoginLogsOneInfoLine(t *testing.T) {
 	var logs syncBuffer
 	a := newTestApp(t, &logs, "-insecure-federation", "-home", "far.example=http://127.0.0.1:1")
-	now := time.Now()
-	server, err := idcert.GenerateServerKey("far.example", idcert.ServerEd25519Legacy, now.Add(-time.Hour), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := idcerttest.NewClientKey("alice@far.example", nil, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := idcert.ParseClientKey([]byte(ck.Armored), "alice@far.example", now, idcert.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := idcert.Issue(server, client, idcert.IssueParams{SessionID: "s1", Now: now.Add(-time.Minute)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := certFromHome(t, "far.example", "alice@far.example")
 	before := len(logs.lines())
-	body := fmt.Sprintf(`{"federation_token":"garbage","id_cert":%q}`, base64.StdEncoding.EncodeToString(cert.Raw))
+	body := fmt.Sprintf(`{"federation_token":"garbage","id_cert":%q}`, base64.StdEncoding.EncodeToString(cert))
 	r := httptest.NewRequest("POST", "/p2core/session/auth", strings.NewReader(body))
 	w := httptest.NewRecorder()
 	a.ServeHTTP(w, r)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -20,24 +19,8 @@ import (
 func TestInsecureFederationAloneDoesNotReachLoopback(t *testing.T) {
 	w := &syncBuffer{}
 	s := startServerLogging(t, t.TempDir(), w, "-insecure-federation")
-	now := time.Now()
-	home, err := idcert.GenerateServerKey("localhost", idcert.ServerEd25519Legacy, now.Add(-time.Hour), 0, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := idcerttest.NewClientKey("x@localhost", nil, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := idcert.ParseClientKey([]byte(key.Armored), "x@localhost", now, idcert.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := idcert.Issue(home, ck, idcert.IssueParams{SessionID: "s1", Now: now.Add(-time.Minute)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = client(s, session{}).ForeignLogin(context.Background(), p2core.ForeignLoginRequest{FederationToken: "t", IDCert: cert.Raw})
+	cert := certFromHome(t, "localhost", "x@localhost")
+	_, err := client(s, session{}).ForeignLogin(context.Background(), p2core.ForeignLoginRequest{FederationToken: "t", IDCert: cert})
 	if !errors.Is(err, p2core.ErrHomeUnreachable) {
 		t.Fatalf("route 16 with a home at localhost: %v, want P2CORE_HOME_UNREACHABLE", err)
 	}
@@ -47,4 +30,28 @@ func TestInsecureFederationAloneDoesNotReachLoopback(t *testing.T) {
 	if got := w.String(); !strings.Contains(got, "not globally reachable") {
 		t.Fatalf("the log does not say the address was refused:\n%s", got)
 	}
+}
+
+// certFromHome returns an ID-Cert for fid, issued a minute ago by a fresh
+// server key of domain (a home this test controls no server of).
+func certFromHome(t *testing.T, domain, fid string) []byte {
+	t.Helper()
+	now := time.Now()
+	home, err := idcert.GenerateServerKey(domain, idcert.ServerEd25519Legacy, now.Add(-time.Hour), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := idcerttest.NewClientKey(fid, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := idcert.ParseClientKey([]byte(key.Armored), fid, now, idcert.Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := idcert.Issue(home, ck, idcert.IssueParams{SessionID: "s1", Now: now.Add(-time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.Raw
 }

@@ -128,17 +128,10 @@ func GenerateServerKey(domain string, alg ServerKeyAlgorithm, now time.Time, lif
 // [ServerKey.MarshalPrivate] (binary; ASCII armor is accepted too). The key
 // must be unencrypted, carry exactly one self-signed User ID and the certify
 // flag, and not be revoked; it may be expired (old keys stay usable for
-// verification). Errors match [ErrInvalidServerKey].
+// verification). Errors match [ErrInvalidServerKey]; an encrypted key also
+// matches [ErrWrongPassphrase] (read it with [ParseEncryptedServerKey]).
 func ParseServerKey(private []byte) (k *ServerKey, err error) {
-	defer recoverInto(&err, ErrInvalidServerKey)
-	e, err := readServerEntity(private)
-	if err != nil {
-		return nil, err
-	}
-	if e.PrivateKey == nil {
-		return nil, fail(ErrInvalidServerKey, "the data holds no private key")
-	}
-	return newServerKey(e, true)
+	return ParseEncryptedServerKey(private, nil)
 }
 
 // ParseEncryptedServerKey reads a server key with its private part, as
