@@ -66,18 +66,30 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-var errBodyTooLarge = errors.New("request body too large")
+// Refusals that are about HTTP rather than the domain, for WriteError:
+// wrap them with p2core.Errorf to give the message.
+var (
+	// ErrMethodNotAllowed: the path exists, but not for the request's
+	// method (405 P2CORE_METHOD_NOT_ALLOWED). Set the Allow header first.
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrBodyTooLarge: the request body is over its limit (413
+	// P2CORE_BODY_TOO_LARGE).
+	ErrBodyTooLarge = errors.New("request body too large")
+)
 
 // classify returns the status, code and caller-safe message for err.
 // Errors matching no row are internal: 500 with no detail.
 func classify(err error) (status int, code, message string) {
-	if errors.Is(err, errBodyTooLarge) {
+	if errors.Is(err, ErrBodyTooLarge) {
 		return http.StatusRequestEntityTooLarge, codeBodyTooLarge, err.Error()
 	}
 	if errors.Is(err, p2core.ErrUnavailable) {
 		// The backend's error names its driver and database: not for
 		// the caller.
 		return http.StatusServiceUnavailable, codeUnavailable, "the server's store is temporarily unavailable; retry later"
+	}
+	if errors.Is(err, ErrMethodNotAllowed) {
+		return http.StatusMethodNotAllowed, codeMethodNotAllowed, p2core.Message(err)
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.kind) {

@@ -75,3 +75,36 @@ func ExampleNew() {
 	// 401 {"errcode":401,"error":"P2CORE_UNAUTHORIZED","message":"log in to chat.example.com first"}
 	// 201 (a federation token)
 }
+
+// The embedder's own routes answer errors in the format of p2kit's: a
+// refusal is a p2core sentinel with a message, an unknown path is
+// p2core.ErrNotFound, and any other error is an internal failure whose
+// text stays in the log.
+func ExampleWriteError() {
+	logger := slog.New(slog.DiscardHandler) // your logger: internal errors go there
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("username") == "" {
+			httpadapter.WriteError(w, r, p2core.Errorf(p2core.ErrBadRequest, "username is required"), logger)
+			return
+		}
+		httpadapter.WriteError(w, r, p2core.Errorf(p2core.ErrUnauthorized, "wrong username or password"), logger)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpadapter.WriteError(w, r, p2core.Errorf(p2core.ErrNotFound, "no such route"), logger)
+	})
+
+	for _, req := range []*http.Request{
+		httptest.NewRequest("POST", "/login", nil),
+		httptest.NewRequest("POST", "/login?username=alice", nil),
+		httptest.NewRequest("GET", "/nowhere", nil),
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		fmt.Print(rec.Code, " ", rec.Body.String())
+	}
+	// Output:
+	// 400 {"errcode":400,"error":"P2CORE_BAD_REQUEST","message":"username is required"}
+	// 401 {"errcode":401,"error":"P2CORE_UNAUTHORIZED","message":"wrong username or password"}
+	// 404 {"errcode":404,"error":"P2CORE_NOT_FOUND","message":"no such route"}
+}

@@ -259,6 +259,24 @@ func (h *Handler) authenticate(r *http.Request) (p2core.Principal, error) {
 // error's own text, which may name files, tables or constraints, ever
 // reaching the caller.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(w, r, err, h.log)
+}
+
+// WriteError writes err as the error answer every p2kit route gives, a
+// JSON body {"errcode": status, "error": "P2CORE_...", "message": "..."},
+// so that an embedder's own routes (registration, login, unknown paths)
+// answer in the same format. Status and code come from the one table
+// that maps errors (the README's error table): build a refusal with
+// p2core.Errorf and a sentinel, for example
+// p2core.Errorf(p2core.ErrBadRequest, "username is required") for a 400
+// P2CORE_BAD_REQUEST with that message, p2core.ErrUnauthorized for a 401
+// (sent with WWW-Authenticate), p2core.ErrNotFound for an unknown path,
+// ErrMethodNotAllowed (after setting Allow) or ErrBodyTooLarge. An error
+// that matches no sentinel is an internal failure: the client gets 500
+// P2CORE_INTERNAL with a request ID (also in X-Request-Id) and never the
+// error's text, which goes to logger (nil: not logged) with that ID. A
+// cancelled or timed-out request context gives 503 P2CORE_UNAVAILABLE.
+func WriteError(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
 	status, code, msg := classify(err)
 	if status >= 500 {
 		id := newRequestID()
@@ -271,7 +289,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		if status == http.StatusBadGateway {
 			level = slog.LevelInfo
 		}
-		h.log.LogAttrs(r.Context(), level, "request failed", slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		if logger != nil {
+			logger.LogAttrs(r.Context(), level, "request failed", slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		}
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="p2core"`)
@@ -334,7 +354,7 @@ func jsonError(err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &mbe):
-		return fmt.Errorf("%w: limit is %d bytes", errBodyTooLarge, mbe.Limit)
+		return fmt.Errorf("%w: limit is %d bytes", ErrBodyTooLarge, mbe.Limit)
 	case errors.Is(err, io.EOF):
 		return p2core.Errorf(p2core.ErrBadRequest, "request body is empty; a JSON value is required")
 	case errors.Is(err, io.ErrUnexpectedEOF):

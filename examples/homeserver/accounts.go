@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/p2core"
 )
 
@@ -221,19 +222,19 @@ func (a *app) readCredentials(w http.ResponseWriter, r *http.Request) (credentia
 	if err := dec.Decode(&c); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			jsonError(w, http.StatusRequestEntityTooLarge, "P2CORE_BODY_TOO_LARGE", "request body too large")
+			httpadapter.WriteError(w, r, p2core.Errorf(httpadapter.ErrBodyTooLarge, "request body too large: limit is %d bytes", mbe.Limit), a.log)
 			return c, false
 		}
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "body must be {\"username\": \"...\", \"password\": \"...\"}")
+		a.refuse(w, r, p2core.ErrBadRequest, "body must be {\"username\": \"...\", \"password\": \"...\"}")
 		return c, false
 	}
 	c.Username = strings.ToLower(c.Username)
 	if !usernamePattern.MatchString(c.Username) {
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "username must be 1-64 of a-z, 0-9, '.', '_', '-'")
+		a.refuse(w, r, p2core.ErrBadRequest, "username must be 1-64 of a-z, 0-9, '.', '_', '-'")
 		return c, false
 	}
 	if err := checkPassword(c.Password); err != nil {
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", err.Error())
+		a.refuse(w, r, p2core.ErrBadRequest, err.Error())
 		return c, false
 	}
 	return c, true
@@ -245,7 +246,7 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.accounts.admins[c.Username] {
-		jsonError(w, http.StatusForbidden, "P2CORE_FORBIDDEN", "this username is reserved for an administrator")
+		a.refuse(w, r, p2core.ErrForbidden, "this username is reserved for an administrator")
 		return
 	}
 	acc, err := a.accounts.newAccount(c.Password)
@@ -255,7 +256,7 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	}
 	err = a.accounts.create(r.Context(), c.Username, acc)
 	if errors.Is(err, p2core.ErrConflict) {
-		jsonError(w, http.StatusConflict, "P2CORE_CONFLICT", "username is taken")
+		a.refuse(w, r, p2core.ErrConflict, "username is taken")
 		return
 	}
 	if err != nil {
@@ -290,7 +291,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
-		jsonError(w, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED", "wrong username or password")
+		a.refuse(w, r, p2core.ErrUnauthorized, "wrong username or password")
 		return
 	}
 	fid := p2core.FID(c.Username + "@" + a.svc.Config().Domain)
@@ -303,13 +304,16 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, loginResponse{Token: tok, UserID: acc.UserID, SessionID: sess.SessionID, FID: fid})
 }
 
+// internal answers an unexpected failure: 500 with a request ID, the
+// error itself only in the log.
 func (a *app) internal(w http.ResponseWriter, r *http.Request, err error) {
-	a.log.Error("request failed", "path", r.URL.Path, "error", err)
-	jsonError(w, http.StatusInternalServerError, "P2CORE_INTERNAL", "internal server error")
+	httpadapter.WriteError(w, r, err, a.log)
 }
 
-func jsonError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"errcode": status, "error": code, "message": msg})
+// refuse answers a refusal of kind (a p2core sentinel) with msg, in the
+// JSON error format of the p2kit routes.
+func (a *app) refuse(w http.ResponseWriter, r *http.Request, kind error, msg string) {
+	httpadapter.WriteError(w, r, p2core.Errorf(kind, "%s", msg), a.log)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

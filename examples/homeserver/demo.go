@@ -91,18 +91,18 @@ func (a *app) routeDemo(auth httpadapter.Authenticator, stream http.Handler) {
 }
 
 // limit answers 429 and false when p has used up its demo budget.
-func (d *demo) limit(w http.ResponseWriter, p p2core.Principal) bool {
+func (d *demo) limit(w http.ResponseWriter, r *http.Request, p p2core.Principal) bool {
 	ok, wait := d.limiter.Allow(p.UserID.String(), httpadapter.Rate{PerSecond: demoPerSecond, Burst: demoBurst}, 1) // per user: more sessions buy nothing
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many demo requests; retry later")
+		d.app.refuse(w, r, p2core.ErrRateLimited, "too many demo requests; retry later")
 	}
 	return ok
 }
 
 // issueTicket answers a fresh one-time ticket for GET /events.
 func (d *demo) issueTicket(w http.ResponseWriter, r *http.Request, p p2core.Principal) {
-	if !d.limit(w, p) {
+	if !d.limit(w, r, p) {
 		return
 	}
 	var raw [24]byte
@@ -122,7 +122,7 @@ func (d *demo) issueTicket(w http.ResponseWriter, r *http.Request, p p2core.Prin
 	d.mu.Unlock()
 	if full {
 		w.Header().Set("Retry-After", strconv.Itoa(int(ticketTTL/time.Second)))
-		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many outstanding event tickets; retry later")
+		d.app.refuse(w, r, p2core.ErrRateLimited, "too many outstanding event tickets; retry later")
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -154,7 +154,7 @@ func (d *demo) withTicket(next http.Handler) http.Handler {
 		}
 		bearer := d.redeem(id)
 		if bearer == "" {
-			jsonError(w, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED", "unknown, used or expired event ticket")
+			d.app.refuse(w, r, p2core.ErrUnauthorized, "unknown, used or expired event ticket")
 			return
 		}
 		r2 := r.Clone(r.Context())
@@ -169,10 +169,10 @@ func (d *demo) withTicket(next http.Handler) http.Handler {
 func (d *demo) relay(w http.ResponseWriter, r *http.Request, p p2core.Principal) {
 	to, err := p2core.ParseUserID(r.PathValue("user_id"))
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, "P2CORE_INVALID_USER_ID", "the user ID must be a decimal number from 1 to 2^64-1")
+		d.app.refuse(w, r, p2core.ErrInvalidUserID, "the user ID must be a decimal number from 1 to 2^64-1")
 		return
 	}
-	if !d.limit(w, p) {
+	if !d.limit(w, r, p) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxRelayBody)
@@ -180,14 +180,14 @@ func (d *demo) relay(w http.ResponseWriter, r *http.Request, p p2core.Principal)
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			jsonError(w, http.StatusRequestEntityTooLarge, "P2CORE_BODY_TOO_LARGE", "a relayed object is at most "+strconv.Itoa(maxRelayBody)+" bytes")
+			d.app.refuse(w, r, httpadapter.ErrBodyTooLarge, "a relayed object is at most "+strconv.Itoa(maxRelayBody)+" bytes")
 			return
 		}
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "the body must be one JSON object")
+		d.app.refuse(w, r, p2core.ErrBadRequest, "the body must be one JSON object")
 		return
 	}
 	if len(body) == 0 || body[0] != '{' {
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "the body must be one JSON object")
+		d.app.refuse(w, r, p2core.ErrBadRequest, "the body must be one JSON object")
 		return
 	}
 	certs, err := d.app.svc.IDCerts(r.Context(), to, time.Time{})
@@ -196,7 +196,7 @@ func (d *demo) relay(w http.ResponseWriter, r *http.Request, p p2core.Principal)
 		return
 	}
 	if len(certs) == 0 {
-		jsonError(w, http.StatusNotFound, "P2CORE_NOT_FOUND", "that user has no current ID-Cert to receive relayed messages")
+		d.app.refuse(w, r, p2core.ErrNotFound, "that user has no current ID-Cert to receive relayed messages")
 		return
 	}
 	d.app.events.Publish(r.Context(), p2core.Event{Type: eventRelay, UserID: to, Time: time.Now(),
@@ -206,17 +206,17 @@ func (d *demo) relay(w http.ResponseWriter, r *http.Request, p p2core.Principal)
 
 // lookup answers the user ID and FID of a local username.
 func (d *demo) lookup(w http.ResponseWriter, r *http.Request, p p2core.Principal) {
-	if !d.limit(w, p) {
+	if !d.limit(w, r, p) {
 		return
 	}
 	name := strings.ToLower(r.PathValue("username"))
 	if !usernamePattern.MatchString(name) {
-		jsonError(w, http.StatusBadRequest, "P2CORE_BAD_REQUEST", "username must be 1-64 of a-z, 0-9, '.', '_', '-'")
+		d.app.refuse(w, r, p2core.ErrBadRequest, "username must be 1-64 of a-z, 0-9, '.', '_', '-'")
 		return
 	}
 	acc, err := d.app.accounts.get(r.Context(), name)
 	if errors.Is(err, p2core.ErrNotFound) || err == nil && acc.UserID == 0 {
-		jsonError(w, http.StatusNotFound, "P2CORE_NOT_FOUND", "no such user")
+		d.app.refuse(w, r, p2core.ErrNotFound, "no such user")
 		return
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/p2kit/p2kit/httpadapter"
+	"github.com/p2kit/p2kit/p2core"
 )
 
 // Limits of the account routes. Each login or registration costs a PBKDF2
@@ -35,7 +36,7 @@ func (l accountLimits) allow(w http.ResponseWriter, r *http.Request, route, user
 	}
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		jsonError(w, http.StatusTooManyRequests, "P2CORE_RATE_LIMITED", "too many attempts; retry later")
+		httpadapter.WriteError(w, r, p2core.Errorf(p2core.ErrRateLimited, "too many attempts; retry later"), nil)
 	}
 	return ok
 }

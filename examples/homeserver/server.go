@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/p2core/broker"
+	"github.com/p2kit/p2kit/p2core/idcert"
 	"github.com/p2kit/p2kit/storage/boltstore"
 	"github.com/p2kit/p2kit/storage/pgstore"
 )
@@ -44,7 +46,14 @@ type config struct {
 	// serverKeyPassphrase is the content of -server-key-passphrase-file
 	// (nil: the server key is stored unencrypted).
 	serverKeyPassphrase []byte
+	// serverKeyAlg is the algorithm of server keys generated from now on
+	// (p2core.Config.ServerKeyAlgorithm).
+	serverKeyAlg string
 }
+
+// serverKeyAlgorithms are the values of -server-key-alg: every algorithm
+// p2core.Config.ServerKeyAlgorithm accepts.
+var serverKeyAlgorithms = []idcert.ServerKeyAlgorithm{idcert.ServerEd25519Legacy, idcert.ServerEd25519, idcert.ServerEd448, idcert.ServerRSA3072}
 
 type stringList []string
 
@@ -67,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.iterations, "pbkdf2-iterations", defaultPBKDF2Iterations, "PBKDF2 iterations for new passwords (lower only for tests)")
 	fs.StringVar(&c.selfURL, "self-url", "", "this server's public URL, which foreign users' federation tokens name (default http://ADDR with -insecure-federation, else https://DOMAIN)")
 	passphraseFile := fs.String("server-key-passphrase-file", "", "encrypt the server's private key in the store with the passphrase in FILE (its whole content); without it the key is stored unencrypted")
+	fs.StringVar(&c.serverKeyAlg, "server-key-alg", string(idcert.ServerEd25519Legacy), "algorithm of the server keys generated from now on (the first key, and each rotation by route 11): "+algorithmList()+"; GnuPG 2.2, Sequoia sq 0.27 and RNP 0.16 verify ID-Certs of the v4 keys ed25519-legacy and rsa3072 only")
 	var homes stringList
 	fs.Var(&homes, "home", "DOMAIN=URL: the home server of DOMAIN is at URL, which may be a loopback or private address (repeatable; when given, only these domains are federated)")
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +139,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	default:
 		return c, fmt.Errorf(`-store must be "bolt" or "postgres", not %q`, c.store)
 	}
+	if !slices.Contains(serverKeyAlgorithms, idcert.ServerKeyAlgorithm(c.serverKeyAlg)) {
+		return c, fmt.Errorf("-server-key-alg must be one of %s, not %q", algorithmList(), c.serverKeyAlg)
+	}
 	if c.iterations < 1 {
 		return c, fmt.Errorf("-pbkdf2-iterations must be positive")
 	}
@@ -136,6 +149,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return c, nil
+}
+
+func algorithmList() string {
+	names := make([]string, len(serverKeyAlgorithms))
+	for i, a := range serverKeyAlgorithms {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
 }
 
 // run starts the server and blocks until ctx is done, then shuts down
@@ -235,6 +256,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 		Events:                  events,
 		AllowInsecureFederation: c.insecure,
 		SelfURL:                 c.selfURL,
+		ServerKeyAlgorithm:      idcert.ServerKeyAlgorithm(c.serverKeyAlg),
 		Homes: httpadapter.NewHomeClient(httpadapter.HomeClientOptions{
 			Resolver: resolver, AllowInsecure: c.insecure,
 			// Homes at loopback or private addresses only where -home
@@ -285,7 +307,29 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	return a, nil
 }
 
-func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the routes, and answers unknown paths (404) and known
+// paths with another method (405, with Allow) in the JSON error format of
+// every other route, where ServeMux would answer in plain text.
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := a.mux.Handler(r); pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		httpadapter.WriteError(w, r, p2core.Errorf(httpadapter.ErrMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")), a.log)
+		return
+	}
+	httpadapter.WriteError(w, r, p2core.Errorf(p2core.ErrNotFound, "no such route"), a.log)
+}
 
 func (a *app) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute)

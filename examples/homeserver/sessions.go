@@ -12,7 +12,9 @@ func (a *app) withSession(auth httpadapter.Authenticator, next func(http.Respons
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := auth.Authenticate(r.Context(), r)
 		if err != nil {
-			jsonError(w, http.StatusUnauthorized, "P2CORE_UNAUTHORIZED", "a valid bearer token is required")
+			// ErrUnauthorized is a 401 with its message; anything else
+			// is an internal failure.
+			httpadapter.WriteError(w, r, err, a.log)
 			return
 		}
 		next(w, r, p)
