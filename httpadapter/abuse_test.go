@@ -34,6 +34,11 @@ func TestVictimHearsOfIntruderAfterTenThousandClaims(t *testing.T) {
 	if err := victim.c.SetLastResort(ctx, build(t, certified(t, e, victim), 1)[0]); err != nil {
 		t.Fatal(err)
 	}
+	// The victim's session was connected, and went offline.
+	sub, cancel := context.WithCancel(ctx)
+	drainNow(events.Subscribe(sub, victim.id, victim.session, 0))
+	cancel()
+
 	intruder := e.login(101, "alice", false)
 	claimer := p2core.Principal{UserID: 102, FID: "bob@home.test", SessionID: "s"}
 	for i := range claims {

@@ -162,6 +162,7 @@ type sessionKey struct {
 type subscriber struct {
 	key  sessionKey
 	ch   chan Delivery
+	ctx  context.Context // the subscription's; once done, nothing is sent
 	done bool
 }
 
@@ -277,6 +278,12 @@ func (b *Broker) send(s *subscriber, d Delivery) {
 	if s.done {
 		return
 	}
+	if s.ctx.Err() != nil {
+		// The subscriber has gone (its goroutine will drop it): the event
+		// stays undelivered, so the session gets it on reconnect.
+		b.drop(s)
+		return
+	}
 	select {
 	case s.ch <- d:
 		if d.ID > b.cursors[s.key] {
@@ -324,7 +331,7 @@ func (b *Broker) Subscribe(ctx context.Context, user p2core.UserID, session p2co
 	}
 	backlog = b.broadcast.collect(backlog, session, after)
 	slices.SortFunc(backlog, func(x, y *entry) int { return cmp.Compare(x.d.ID, y.d.ID) })
-	s := &subscriber{key: key, ch: make(chan Delivery, len(backlog)+b.opts.Buffer)}
+	s := &subscriber{key: key, ch: make(chan Delivery, len(backlog)+b.opts.Buffer), ctx: ctx}
 	for _, e := range backlog {
 		s.ch <- e.d
 		if e.d.ID > b.cursors[key] {

@@ -275,3 +275,18 @@ func TestForgetDisconnectsAndDropsCursor(t *testing.T) {
 		t.Fatal("channel still open after Forget")
 	}
 }
+
+// An event published after a subscriber's context ended, but before the
+// Broker noticed, is not counted as delivered: the session gets it on
+// reconnect.
+func TestEventAfterDisconnectIsKeptForReconnect(t *testing.T) {
+	b := broker.New(broker.Options{})
+	sub, cancel := context.WithCancel(context.Background())
+	b.Subscribe(sub, 1, "a", 0)
+	cancel()
+	b.Publish(context.Background(), ev(p2core.EventNewSession, 1, "x", "a"))
+	got := drain(t, b.Subscribe(context.Background(), 1, "a", 0))
+	if len(got) != 1 || got[0].Type != p2core.EventNewSession {
+		t.Fatalf("reconnect got %+v, want the event published after the disconnect", got)
+	}
+}
