@@ -57,18 +57,22 @@ type fedServer struct {
 
 // newFedServer starts a server for domain on clk, which the servers of a
 // test share so that what one issues is valid on the others.
-func newFedServer(t *testing.T, domain string, clk *clock) *fedServer {
+func newFedServer(t *testing.T, domain string, clk *clock, mutate ...func(*p2core.Config)) *fedServer {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	s := &fedServer{t: t, domain: domain, url: "http://" + srv.Listener.Addr().String(),
 		clock: clk, events: &recorder{}, homes: httpadapter.StaticResolver{}}
 	store := memstore.New()
-	svc, err := p2core.NewService(store, p2core.Config{
+	cfg := p2core.Config{
 		Domain: domain, Now: s.clock.Now, Events: s.events,
 		AllowInsecureFederation: true, SelfURL: s.url,
 		Homes: httpadapter.NewHomeClient(httpadapter.HomeClientOptions{
 			Resolver: s.homes, AllowInsecure: true, AllowPrivateAddresses: true, Timeout: 5 * time.Second}),
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	svc, err := p2core.NewService(store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ const (
 	DefaultDomain                 = "localhost"
 	DefaultHomeKeyTTL             = 5 * time.Minute
 	DefaultClockSkew              = 5 * time.Minute
+	DefaultSessionTTL             = 30 * 24 * time.Hour
 )
 
 // FederationPolicy decides whether this server issues federation tokens
@@ -125,6 +126,15 @@ type Config struct {
 	// ForeignLogin refuse another with ErrTooManySessions (409
 	// P2CORE_TOO_MANY_SESSIONS). Default 100.
 	MaxSessionsPerUser int
+	// SessionTTL bounds every session CreateSession or ForeignLogin makes:
+	// that long after its creation it ends by itself, as if EndSession had
+	// been called (AuthenticateSession answers ErrUnauthorized, its
+	// KeyPackages drop out of claims, its ID-Cert stops being current). A
+	// foreign user's session ends earlier, when the ID-Cert it presented
+	// expires, unless it presents a newer one first (the foreign form of
+	// route 8). Default 30 days; negative: no bound but the foreign
+	// session's cert.
+	SessionTTL time.Duration
 	// SignatureChecks, when not nil, is called once for every signature
 	// verification the Service starts: "id_cert" for an ID-Cert, and
 	// "keypackage" for a KeyPackage's two signatures. Embedders export it
@@ -236,6 +246,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
 	}
 	c.ServerKeyPassphrase = bytes.Clone(c.ServerKeyPassphrase)
 	if c.KeyPackageCredential == nil {

@@ -242,6 +242,11 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, p Principal, user UserID
 	if user == 0 {
 		return nil, Errorf(ErrInvalidUserID, "user ID must be positive")
 	}
+	// Sessions that have ended by themselves end now, so their
+	// KeyPackages drop out of the claim as an ended session's do.
+	if _, err := s.liveSessions(ctx, user); err != nil {
+		return nil, err
+	}
 	claimed, err := s.store.ClaimKeyPackages(ctx, user, suite, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("claim KeyPackages: %w", err)

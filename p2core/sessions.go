@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 )
 
 // NewSessionPayload is the payload of NEW_SESSION, sent to the user's
@@ -88,7 +89,72 @@ func (s *Service) AuthenticateSession(ctx context.Context, token string) (Sessio
 	if err != nil {
 		return Session{}, fmt.Errorf("look up session: %w", err)
 	}
+	over, err := s.expire(ctx, sess, s.now())
+	if err != nil {
+		return Session{}, err
+	}
+	if over {
+		return Session{}, Errorf(ErrUnauthorized, "this session has expired; log in again")
+	}
 	return sess, nil
+}
+
+// sessionOver says why sess has ended by itself at now ("" while it
+// lasts): Config.SessionTTL after its creation or, for a foreign user's
+// session, when its current ID-Cert expires.
+func (s *Service) sessionOver(ctx context.Context, sess Session, now time.Time) (string, error) {
+	if ttl := s.cfg.SessionTTL; ttl > 0 && !now.Before(sess.CreatedAt.Add(ttl)) {
+		return "its lifetime (Config.SessionTTL) is over", nil
+	}
+	if sess.Home != "" {
+		c, err := s.store.CurrentIDCert(ctx, sess.UserID, sess.SessionID)
+		if errors.Is(err, ErrNotFound) {
+			return "it has no current ID-Cert", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("load ID-Cert: %w", err)
+		}
+		if !now.Before(c.ExpiresAt) {
+			return "the ID-Cert it presented has expired", nil
+		}
+	}
+	return "", nil
+}
+
+// expire ends sess when it is over at now and reports whether it was. A
+// failure to end it is logged, not returned: the session is over either
+// way, and the next look at it tries again.
+func (s *Service) expire(ctx context.Context, sess Session, now time.Time) (bool, error) {
+	why, err := s.sessionOver(ctx, sess, now)
+	if err != nil || why == "" {
+		return false, err
+	}
+	if err := s.EndSession(ctx, sess.UserID, sess.SessionID); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not end an expired session", slog.String("user_id", sess.UserID.String()), slog.String("session_id", string(sess.SessionID)), slog.String("error", err.Error()))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "session expired", slog.String("user_id", sess.UserID.String()), slog.String("session_id", string(sess.SessionID)), slog.String("reason", why))
+	return true, nil
+}
+
+// liveSessions returns user's sessions that have not ended by themselves,
+// ending those that have.
+func (s *Service) liveSessions(ctx context.Context, user UserID) ([]Session, error) {
+	all, err := s.store.Sessions(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	now := s.now()
+	live := all[:0]
+	for _, x := range all {
+		over, err := s.expire(ctx, x, now)
+		if err != nil {
+			return nil, err
+		}
+		if !over {
+			live = append(live, x)
+		}
+	}
+	return live, nil
 }
 
 // Sessions lists p's own sessions.
@@ -96,7 +162,7 @@ func (s *Service) Sessions(ctx context.Context, p Principal) ([]Session, error) 
 	if err := requireUser(p); err != nil {
 		return nil, err
 	}
-	return s.store.Sessions(ctx, p.UserID)
+	return s.liveSessions(ctx, p.UserID)
 }
 
 // EndSession ends one session of user: its token stops working at once, its

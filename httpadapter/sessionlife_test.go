@@ -1,0 +1,123 @@
+package httpadapter_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/p2kit/p2kit/p2core"
+)
+
+func TestLocalSessionPastItsTTLGets401(t *testing.T) {
+	e := newEnv(t, func(c *p2core.Config) { c.SessionTTL = time.Hour })
+	alice := e.login(101, "alice", false)
+	b := certified(t, e, alice)
+	if err := alice.c.UploadKeyPackages(ctx, build(t, b, 2)); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(59 * time.Minute)
+	if _, err := alice.c.KeyPackageStatus(ctx); err != nil {
+		t.Fatalf("a minute before its TTL: %v", err)
+	}
+	carol := e.login(103, "carol", false) // created later: still valid below
+	e.clock.Add(time.Minute)
+	_, err := alice.c.KeyPackageStatus(ctx)
+	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+	// The expired session drops out of claims, as an ended one does.
+	got, err := carol.c.ClaimKeyPackages(ctx, 101, 0)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("claiming an expired session's KeyPackages: %d handed out, %v", len(got), err)
+	}
+	sessions, err := e.svc.Sessions(ctx, p2core.Principal{UserID: 101, FID: "alice@home.test", SessionID: alice.session})
+	if err != nil || len(sessions) != 0 {
+		t.Fatalf("the expired session is still listed: %d, %v", len(sessions), err)
+	}
+}
+
+func TestExpiredSessionDropsOutOfClaimsBeforeAnyoneAuthenticatesWithIt(t *testing.T) {
+	e := newEnv(t, func(c *p2core.Config) { c.SessionTTL = time.Hour })
+	alice := e.login(101, "alice", false)
+	if err := alice.c.UploadKeyPackages(ctx, build(t, certified(t, e, alice), 1)); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(30 * time.Minute)
+	alice2 := e.login(101, "alice", false)
+	if err := alice2.c.UploadKeyPackages(ctx, build(t, certified(t, e, alice2), 1)); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(30 * time.Minute)
+	carol := e.login(103, "carol", false)
+	got, err := carol.c.ClaimKeyPackages(ctx, 101, 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %d KeyPackages, %v; want only the live session's", len(got), err)
+	}
+}
+
+func TestSessionTTLDefaultsToThirtyDays(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.login(101, "alice", false)
+	for day := 1; day < 30; day++ {
+		e.clock.Add(24 * time.Hour)
+		if _, err := alice.c.KeyPackageStatus(ctx); err != nil {
+			t.Fatalf("day %d: %v", day, err)
+		}
+	}
+	e.clock.Add(24 * time.Hour)
+	_, err := alice.c.KeyPackageStatus(ctx)
+	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+}
+
+// foreignPair is pair with home A issuing ID-Certs that live certLife.
+func foreignPair(t *testing.T, certLife time.Duration) (a, b *fedServer) {
+	clk := newClock()
+	a = newFedServer(t, "a.localhost", clk, func(c *p2core.Config) { c.IDCertLifetime = certLife })
+	b = newFedServer(t, "b.localhost", clk)
+	b.knows(a)
+	a.knows(b)
+	return a, b
+}
+
+func TestForeignSessionEndsWhenItsIDCertExpires(t *testing.T) {
+	a, b := foreignPair(t, 2*time.Minute)
+	alice := a.traveller(101, "alice")
+	resp, err := b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: alice.token(t, b.url), IDCert: alice.cert, KeyPackages: build(t, alice.kp, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceB := b.anon().WithToken(resp.SessionToken)
+	b.clock.Add(2*time.Minute - time.Second)
+	if _, err := aliceB.KeyPackageStatus(ctx); err != nil {
+		t.Fatalf("a second before the cert expires: %v", err)
+	}
+	bob := b.login(201, "bob")
+	b.clock.Add(time.Second)
+	_, err = aliceB.KeyPackageStatus(ctx)
+	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+	if got, err := bob.c.ClaimKeyPackages(ctx, resp.Extra.UserID, 0); err != nil || len(got) != 0 {
+		t.Fatalf("claim after the session's cert expired: %d, %v", len(got), err)
+	}
+}
+
+func TestForeignSessionContinuesWithANewerIDCert(t *testing.T) {
+	a, b := foreignPair(t, 2*time.Minute)
+	alice := a.traveller(101, "alice")
+	resp, err := b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: alice.token(t, b.url), IDCert: alice.cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceB := b.anon().WithToken(resp.SessionToken)
+	b.clock.Add(time.Minute)
+	cert2, err := alice.c.IssueIDCert(ctx, clientKey(t, "alice@a.localhost").Armored) // expires at 3 min
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aliceB.PresentIDCert(ctx, cert2); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(2*time.Minute - time.Second)
+	if _, err := aliceB.KeyPackageStatus(ctx); err != nil {
+		t.Fatalf("past the first cert's expiry, within the newer one's: %v", err)
+	}
+	b.clock.Add(time.Second)
+	_, err = aliceB.KeyPackageStatus(ctx)
+	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+}
