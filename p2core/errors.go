@@ -13,61 +13,61 @@ import (
 // Close, and ErrUnavailable for transient failures of what they run on.
 var (
 	// ErrNotFound: the thing asked for does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = newSentinel("not found")
 	// ErrConflict: the write collides with existing data (duplicate key,
 	// concurrent change). Retrying with fresh data may succeed.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = newSentinel("conflict")
 	// ErrClosed: the Store was closed.
-	ErrClosed = errors.New("store closed")
+	ErrClosed = newSentinel("store closed")
 	// ErrUnavailable: the Store failed for a reason that is expected to
 	// pass (its database refuses connections or is restarting, its disk
 	// is full). Nothing changed; the request may be retried later.
-	ErrUnavailable = errors.New("store temporarily unavailable")
+	ErrUnavailable = newSentinel("store temporarily unavailable")
 
 	// ErrUnauthorized: no or bad credentials.
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrUnauthorized = newSentinel("unauthorized")
 	// ErrNotAdministrator: the route needs an administrator.
-	ErrNotAdministrator = errors.New("not an administrator")
+	ErrNotAdministrator = newSentinel("not an administrator")
 	// ErrForbidden: the principal may not do this.
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = newSentinel("forbidden")
 	// ErrBadRequest: the request is malformed.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = newSentinel("bad request")
 	// ErrInvalidUserID: a user ID is not a valid Snowflake.
-	ErrInvalidUserID = errors.New("invalid user ID")
+	ErrInvalidUserID = newSentinel("invalid user ID")
 	// ErrInvalidFID: a federation ID is malformed.
-	ErrInvalidFID = errors.New("invalid federation ID")
+	ErrInvalidFID = newSentinel("invalid federation ID")
 	// ErrInvalidServer: a server URL is not acceptable.
-	ErrInvalidServer = errors.New("invalid server URL")
+	ErrInvalidServer = newSentinel("invalid server URL")
 	// ErrNotFederated: the FederationPolicy refuses the server.
-	ErrNotFederated = errors.New("server not federated")
+	ErrNotFederated = newSentinel("server not federated")
 	// ErrTokenGenerationDisabled: an administrator switched off token generation.
-	ErrTokenGenerationDisabled = errors.New("federation token generation disabled")
+	ErrTokenGenerationDisabled = newSentinel("federation token generation disabled")
 	// ErrTokenInvalid: the federation token is unknown, expired, redeemed,
 	// revoked or for another server.
-	ErrTokenInvalid = errors.New("federation token invalid")
+	ErrTokenInvalid = newSentinel("federation token invalid")
 	// ErrInvalidPublicKey: an uploaded OpenPGP public key is refused.
-	ErrInvalidPublicKey = errors.New("invalid public key")
+	ErrInvalidPublicKey = newSentinel("invalid public key")
 	// ErrInvalidIDCert: an ID-Cert does not parse or verify.
-	ErrInvalidIDCert = errors.New("invalid ID-Cert")
+	ErrInvalidIDCert = newSentinel("invalid ID-Cert")
 	// ErrInvalidKeyPackage: an MLS KeyPackage is refused.
-	ErrInvalidKeyPackage = errors.New("invalid KeyPackage")
+	ErrInvalidKeyPackage = newSentinel("invalid KeyPackage")
 	// ErrNoIDCert: the session has no current ID-Cert.
-	ErrNoIDCert = errors.New("session has no ID-Cert")
+	ErrNoIDCert = newSentinel("session has no ID-Cert")
 	// ErrDuplicateKeyPackage: a KeyPackage's init_key is already in use.
-	ErrDuplicateKeyPackage = errors.New("duplicate KeyPackage")
+	ErrDuplicateKeyPackage = newSentinel("duplicate KeyPackage")
 	// ErrTooManyKeyPackages: the user's KeyPackage cap would be exceeded.
-	ErrTooManyKeyPackages = errors.New("too many KeyPackages")
+	ErrTooManyKeyPackages = newSentinel("too many KeyPackages")
 	// ErrTooManySessions: the user has as many sessions as allowed.
-	ErrTooManySessions = errors.New("too many sessions")
+	ErrTooManySessions = newSentinel("too many sessions")
 	// ErrRateLimited: the caller must slow down.
-	ErrRateLimited = errors.New("rate limited")
+	ErrRateLimited = newSentinel("rate limited")
 	// ErrUnknownHome: the home server of a FID cannot be found.
-	ErrUnknownHome = errors.New("unknown home server")
+	ErrUnknownHome = newSentinel("unknown home server")
 	// ErrHomeUnreachable: the home server did not answer usefully.
-	ErrHomeUnreachable = errors.New("home server unreachable")
+	ErrHomeUnreachable = newSentinel("home server unreachable")
 	// ErrFIDMismatch: a federation token and an ID-Cert name different
 	// federation IDs (route 16).
-	ErrFIDMismatch = errors.New("federation ID mismatch")
+	ErrFIDMismatch = newSentinel("federation ID mismatch")
 )
 
 // Error is a refusal that carries a sentinel (Kind) and a human-readable
@@ -102,26 +102,18 @@ func Message(err error) string {
 	if errors.As(err, &e) {
 		return e.Message
 	}
-	if k := sentinel(err); k != nil {
-		return k.Error()
+	var k *sentinelError
+	if errors.As(err, &k) {
+		return k.text
 	}
 	return InternalMessage
 }
 
-// sentinel returns the sentinel of this package that err matches, or nil
-// when err is an internal failure.
-func sentinel(err error) error {
-	for _, k := range [...]error{
-		ErrNotFound, ErrConflict, ErrClosed, ErrUnauthorized, ErrNotAdministrator,
-		ErrForbidden, ErrBadRequest, ErrInvalidUserID, ErrInvalidFID, ErrInvalidServer,
-		ErrNotFederated, ErrTokenGenerationDisabled, ErrTokenInvalid, ErrInvalidPublicKey,
-		ErrInvalidIDCert, ErrInvalidKeyPackage, ErrNoIDCert, ErrDuplicateKeyPackage,
-		ErrTooManyKeyPackages, ErrRateLimited, ErrUnknownHome, ErrHomeUnreachable,
-		ErrFIDMismatch,
-	} {
-		if errors.Is(err, k) {
-			return k
-		}
-	}
-	return nil
-}
+// sentinelError is the type of the sentinels above, so that Message finds
+// the one in an error's chain, whatever wraps it, without a list to keep.
+type sentinelError struct{ text string }
+
+func newSentinel(text string) error { return &sentinelError{text} }
+
+// Error returns the sentinel's text.
+func (e *sentinelError) Error() string { return e.text }
