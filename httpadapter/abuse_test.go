@@ -5,6 +5,8 @@ package httpadapter_test
 
 import (
 	"context"
+	"crypto/elliptic"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,7 +19,9 @@ import (
 	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/p2core"
 	"github.com/p2kit/p2kit/p2core/broker"
+	"github.com/p2kit/p2kit/p2core/idcert/idcerttest"
 	"github.com/p2kit/p2kit/p2core/mls"
+	"github.com/p2kit/p2kit/p2core/mls/mlstest"
 )
 
 // TestVictimHearsOfIntruderAfterTenThousandClaims: an intruder logs in as
@@ -270,5 +274,168 @@ func TestEventStreamsAreCappedPerSessionAndPerUser(t *testing.T) {
 	}
 	if status, _ := open(e.login(102, "bob", false)); status != 200 {
 		t.Fatalf("another user's stream: %d", status)
+	}
+}
+
+// signatureCounter counts the Service's signature verifications by kind
+// (Config.SignatureChecks).
+type signatureCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *signatureCounter) count(kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[kind]++
+}
+
+func (c *signatureCounter) get(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[kind]
+}
+
+// p521Builder gives u an ID-Cert for a new P-521 key at its server and
+// returns a builder of KeyPackages of suite 5 signed by that key.
+func p521Builder(t *testing.T, u *user, now func() time.Time) *mlstest.Builder {
+	t.Helper()
+	key, err := idcerttest.NewECDSAClientKey(string(u.fid), elliptic.P521())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.c.IssueIDCert(ctx, key.Armored); err != nil {
+		t.Fatal(err)
+	}
+	b := mlstest.NewECDSA(key.Signer)
+	b.Now = now
+	b.Identity = []byte(u.fid)
+	return b
+}
+
+// TestGarbageTokenWithHundredP521KeyPackagesVerifiesNoKeyPackage: route 16
+// with a valid P-521 ID-Cert, a garbage federation token and 100 valid
+// P-521 KeyPackages is refused 404 P2CORE_TOKEN_INVALID after one ID-Cert
+// verification, with no KeyPackage signature verified and no signature
+// work charged (before: both signatures of all 100 were verified first,
+// 293 ms of CPU). The same request with a good token verifies and charges
+// them.
+func TestGarbageTokenWithHundredP521KeyPackagesVerifiesNoKeyPackage(t *testing.T) {
+	clk := newClock()
+	var sigs signatureCounter
+	lim := newCountingLimiter(httpadapter.NewTokenBuckets(clk.Now))
+	a := newFedServer(t, "a.localhost", clk)
+	b := newFedServerWith(t, "b.localhost", clk, httpadapter.Options{Limiter: lim}, func(c *p2core.Config) { c.SignatureChecks = sigs.count })
+	b.knows(a)
+	a.knows(b)
+	alice := a.login(101, "alice")
+	kps := build(t, p521Builder(t, alice, clk.Now), 100)
+	cert, err := alice.c.UserIDCerts(ctx, alice.id, time.Time{})
+	if err != nil || len(cert) != 1 {
+		t.Fatalf("alice's cert: %d, %v", len(cert), err)
+	}
+
+	garbage := strings.Repeat("x", 43)
+	_, err = b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: garbage, IDCert: cert[0], KeyPackages: kps})
+	apiErr(t, err, 404, "P2CORE_TOKEN_INVALID")
+	if n := sigs.get("keypackage"); n != 0 || lim.charged("w") != 0 {
+		t.Fatalf("a garbage token cost %d KeyPackage verifications and %d units of signature work, want none", n, lim.charged("w"))
+	}
+	if n := sigs.get("id_cert"); n != 1 {
+		t.Fatalf("%d ID-Cert verifications, want 1", n)
+	}
+
+	// The counters count: a good token with two of the KeyPackages
+	// verifies and charges both.
+	tok, err := alice.c.IssueToken(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.anon().ForeignLogin(ctx, p2core.ForeignLoginRequest{FederationToken: tok, IDCert: cert[0], KeyPackages: kps[:2]}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sigs.get("keypackage"); n != 2 || lim.charged("w") != 2*mls.VerifyCost(5) {
+		t.Fatalf("a good login verified %d KeyPackages, charged %d units; want 2 and %d", n, lim.charged("w"), 2*mls.VerifyCost(5))
+	}
+}
+
+// TestReuploadOfKnownKeyPackagesIsRefusedBeforeAnySignatureCheck: route 12
+// re-uploading stored P-521 KeyPackages (20 here, for the test's time; the
+// refusal does not depend on the number) is refused 409
+// P2CORE_DUPLICATE_KEYPACKAGE after one Store lookup, with no signature
+// verified and none charged (before: 492 ms of CPU for 100 P-521 ones);
+// so is a batch with one known KeyPackage among fresh ones.
+func TestReuploadOfKnownKeyPackagesIsRefusedBeforeAnySignatureCheck(t *testing.T) {
+	var sigs signatureCounter
+	frozen := &clock{t: time.Unix(1000, 0)}
+	lim := newCountingLimiter(httpadapter.NewTokenBuckets(frozen.Now))
+	e := newEnvOpts(t, func(c *p2core.Config) { c.SignatureChecks = sigs.count }, httpadapter.Options{Limiter: lim})
+	alice := e.login(101, "alice", false)
+	b := p521Builder(t, alice, e.clock.Now)
+	kps := build(t, b, 20)
+	if err := alice.c.UploadKeyPackages(ctx, kps); err != nil {
+		t.Fatal(err)
+	}
+	verified, charged := sigs.get("keypackage"), lim.charged("w")
+	if verified != 20 || charged != 20*mls.VerifyCost(5) {
+		t.Fatalf("first upload: %d verified, %d charged", verified, charged)
+	}
+	apiErr(t, alice.c.UploadKeyPackages(ctx, kps), 409, "P2CORE_DUPLICATE_KEYPACKAGE")
+	apiErr(t, alice.c.UploadKeyPackages(ctx, append(build(t, b, 2), kps[10])), 409, "P2CORE_DUPLICATE_KEYPACKAGE")
+	if n, c := sigs.get("keypackage"), lim.charged("w"); n != verified || c != charged {
+		t.Fatalf("a re-upload verified %d and charged %d more, want none", n-verified, c-charged)
+	}
+}
+
+// TestThousandLoginsOfOneUserStayWithinTheSessionCap: 1,000 logins of one
+// user (before: 1,900 raised the server's RSS from 13.7 to 48 MB) leave
+// Config.MaxSessionsPerUser sessions stored; the rest are refused 409
+// P2CORE_TOO_MANY_SESSIONS and leave nothing, not even an event; and the
+// first session reconnects to one NEW_SESSION per other stored session.
+// What memory the logins hold is so bounded by the cap (sessions) and by
+// broker.Options.Security (events kept; see p2core/broker's
+// TestThousandLoginsOfOneUserKeepBrokerMemoryBounded for 1,000 sessions).
+func TestThousandLoginsOfOneUserStayWithinTheSessionCap(t *testing.T) {
+	events := broker.New(broker.Options{})
+	e := newEnv(t, func(c *p2core.Config) { c.Events = events })
+	refused := 0
+	for range 1000 {
+		_, _, err := e.svc.CreateSession(ctx, 101, "alice@home.test")
+		if errors.Is(err, p2core.ErrTooManySessions) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sessions, err := e.store.Sessions(ctx, 101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != p2core.DefaultMaxSessionsPerUser || refused != 1000-p2core.DefaultMaxSessionsPerUser {
+		t.Fatalf("1,000 logins stored %d sessions and refused %d; want the cap of %d stored", len(sessions), refused, p2core.DefaultMaxSessionsPerUser)
+	}
+	got := drainNow(events.Subscribe(context.Background(), 101, sessions[0].SessionID, 0))
+	if len(got) != p2core.DefaultMaxSessionsPerUser-1 {
+		t.Fatalf("the first session reconnects to %d events, want %d NEW_SESSION (one per other stored session)", len(got), p2core.DefaultMaxSessionsPerUser-1)
+	}
+}
+
+// TestKeyPackageCapIsPerUserNotPerSession: the cap counts a user's
+// KeyPackages across all her sessions, so logging in again does not
+// multiply it (before: 1,000 per session).
+func TestKeyPackageCapIsPerUserNotPerSession(t *testing.T) {
+	e := newEnv(t, func(c *p2core.Config) { c.MaxKeyPackagesPerUser = 5 })
+	first := e.login(101, "alice", false)
+	if err := first.c.UploadKeyPackages(ctx, build(t, certified(t, e, first), 3)); err != nil {
+		t.Fatal(err)
+	}
+	second := e.login(101, "alice", false)
+	b := certified(t, e, second)
+	apiErr(t, second.c.UploadKeyPackages(ctx, build(t, b, 3)), 409, "P2CORE_TOO_MANY_KEYPACKAGES")
+	if err := second.c.UploadKeyPackages(ctx, build(t, b, 2)); err != nil {
+		t.Fatalf("2 more within the user's cap of 5: %v", err)
 	}
 }

@@ -59,6 +59,13 @@ type fedServer struct {
 // test share so that what one issues is valid on the others.
 func newFedServer(t *testing.T, domain string, clk *clock, mutate ...func(*p2core.Config)) *fedServer {
 	t.Helper()
+	return newFedServerWith(t, domain, clk, httpadapter.Options{}, mutate...)
+}
+
+// newFedServerWith is newFedServer with a change to the Service's Config
+// and the handler's Options (the Authenticator is set here).
+func newFedServerWith(t *testing.T, domain string, clk *clock, opts httpadapter.Options, mutate ...func(*p2core.Config)) *fedServer {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	s := &fedServer{t: t, domain: domain, url: "http://" + srv.Listener.Addr().String(),
 		clock: clk, events: &recorder{}, homes: httpadapter.StaticResolver{}}
@@ -77,8 +84,8 @@ func newFedServer(t *testing.T, domain string, clk *clock, mutate ...func(*p2cor
 		t.Fatal(err)
 	}
 	s.svc = svc
-	auth := httpadapter.SessionAuthenticator{Service: svc, IsAdmin: func(context.Context, p2core.UserID) bool { return true }}
-	srv.Config.Handler = httpadapter.New(svc, httpadapter.Options{Authenticator: auth})
+	opts.Authenticator = httpadapter.SessionAuthenticator{Service: svc, IsAdmin: func(context.Context, p2core.UserID) bool { return true }}
+	srv.Config.Handler = httpadapter.New(svc, opts)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { store.Close() })

@@ -230,21 +230,22 @@ func (h *Handler) limitN(key string, rate Rate, n int) error {
 // 12 and 13) to the user's SignatureWork budget.
 func (h *Handler) userLimits(ctx context.Context, p p2core.Principal) context.Context {
 	return p2core.WithRequestLimits(ctx, p2core.RequestLimits{
-		SignatureWork: func(_ context.Context, _ string, cost int) error {
+		SignatureWork: func(_ context.Context, _ p2core.FID, cost int) error {
 			return h.limitN("w:"+p.UserID.String(), h.limits.SignatureWork, cost)
 		},
 	})
 }
 
-// foreignLimits limits a foreign login (route 16) by its verified home
-// domain: the login itself, and the signature work of its KeyPackages.
+// foreignLimits limits a foreign login (route 16): the login by its
+// verified home domain, the signature work of its KeyPackages by the user
+// logging in (her FID; a local user's budget is keyed by user ID).
 func (h *Handler) foreignLimits(ctx context.Context) context.Context {
 	return p2core.WithRequestLimits(ctx, p2core.RequestLimits{
 		ForeignLogin: func(_ context.Context, home string) error {
 			return h.limit("h:"+home, h.limits.ForeignLogin)
 		},
-		SignatureWork: func(_ context.Context, home string, cost int) error {
-			return h.limitN("wh:"+home, h.limits.SignatureWork, cost)
+		SignatureWork: func(_ context.Context, fid p2core.FID, cost int) error {
+			return h.limitN("w:"+string(fid), h.limits.SignatureWork, cost)
 		},
 	})
 }

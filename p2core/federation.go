@@ -154,24 +154,13 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	if len(all) > 0 && len(cert.MLSSignatureKey) == 0 {
 		return "", Session{}, Errorf(ErrInvalidKeyPackage, "the ID-Cert certifies a key that has no MLS form (RSA), so no KeyPackage can be bound to it")
 	}
-	initKeys := make([][]byte, len(all))
 	for i, data := range all {
 		if kps[i], decoded[i], err = s.decodeKeyPackage(Principal{FID: fid}, data, cert.MLSSignatureKey, loginKPName(i, len(req.KeyPackages))); err != nil {
 			return "", Session{}, err
 		}
-		initKeys[i] = kps[i].InitKey
 	}
-	if len(all) > 0 {
-		if _, err := CheckUpload(kps, nil, s.now()); err != nil {
-			return "", Session{}, s.storeErr(err)
-		}
-		i, err := s.store.InitKeyInUse(ctx, initKeys, s.now())
-		if err != nil {
-			return "", Session{}, fmt.Errorf("look up init keys: %w", err)
-		}
-		if i >= 0 {
-			return "", Session{}, Errorf(ErrDuplicateKeyPackage, "%s: a KeyPackage with the same init_key is stored or was handed out and has not expired", loginKPName(i, len(req.KeyPackages)))
-		}
+	if err := s.refuseKnownInitKeys(ctx, kps, func(i int) string { return loginKPName(i, len(req.KeyPackages)) }); err != nil {
+		return "", Session{}, err
 	}
 	serial := cert.Serial.String()
 	if err := s.checkSerialUnused(ctx, serial); err != nil {
@@ -197,6 +186,11 @@ func (s *Service) ForeignLogin(ctx context.Context, req ForeignLoginRequest) (st
 	}
 	if tok.Server != s.cfg.SelfURL {
 		return "", Session{}, Errorf(ErrHomeUnreachable, "the home server of %s redeemed the token for another server", domain)
+	}
+	// Only now, with the token redeemed, is the KeyPackages' signature
+	// work charged and done.
+	if err := chargeSignatures(ctx, fid, decoded...); err != nil {
+		return "", Session{}, err
 	}
 	for i, d := range decoded {
 		if err := s.validateKeyPackage(d, loginKPName(i, len(req.KeyPackages))); err != nil {

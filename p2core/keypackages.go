@@ -126,15 +126,28 @@ func (s *Service) validateKeyPackage(kp *mls.KeyPackage, what string) error {
 	return nil
 }
 
-// refuseRepeatedInitKeys refuses kps when two of them share an init key,
-// before anything expensive is done.
-func refuseRepeatedInitKeys(kps []KeyPackage) error {
-	seen := make(map[string]struct{}, len(kps))
-	for _, kp := range kps {
-		if _, ok := seen[string(kp.InitKey)]; ok {
-			return Errorf(ErrDuplicateKeyPackage, "two KeyPackages of the request have the same init_key")
-		}
-		seen[string(kp.InitKey)] = struct{}{}
+// refuseKnownInitKeys refuses kps, before any signature is verified, when
+// two of them share an init key or one's init key is already stored or
+// handed out and unexpired, so a re-upload costs one Store lookup. The
+// Store decides again, atomically, when it stores them. name names
+// KeyPackage i in messages.
+func (s *Service) refuseKnownInitKeys(ctx context.Context, kps []KeyPackage, name func(int) string) error {
+	if len(kps) == 0 {
+		return nil
+	}
+	if _, err := CheckUpload(kps, nil, s.now()); err != nil {
+		return s.storeErr(err)
+	}
+	keys := make([][]byte, len(kps))
+	for i := range kps {
+		keys[i] = kps[i].InitKey
+	}
+	i, err := s.store.InitKeyInUse(ctx, keys, s.now())
+	if err != nil {
+		return s.storeErr(err)
+	}
+	if i >= 0 {
+		return Errorf(ErrDuplicateKeyPackage, "%s: a KeyPackage with the same init_key is stored or was handed out and has not expired", name(i))
 	}
 	return nil
 }
@@ -147,10 +160,15 @@ func (s *Service) countSignature(kind string) {
 	}
 }
 
+// uploadKPName names KeyPackage i of an upload in messages.
+func uploadKPName(i int) string { return fmt.Sprintf("KeyPackage %d", i) }
+
 // UploadKeyPackages validates and stores 1 to 100 KeyPackages for the
 // caller's session (route 12), all or none. The cheap checks of every
 // KeyPackage (decoding, every check but the signatures, the binding to the
-// session's ID-Cert, repeated init keys) run first; then the signature
+// session's ID-Cert, init keys repeated or already taken, looked up in the
+// Store) run first, so a re-upload is refused before any signature is
+// verified; then the signature
 // work is charged to the request (RequestLimits.SignatureWork); only then
 // are the signatures verified, one KeyPackage at a time, stopping at the
 // first failure. Errors: ErrInvalidKeyPackage (naming the index and the
@@ -170,18 +188,18 @@ func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [
 	kps := make([]KeyPackage, len(packages))
 	decoded := make([]*mls.KeyPackage, len(packages))
 	for i, data := range packages {
-		if kps[i], decoded[i], err = s.decodeKeyPackage(p, data, sigKey, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+		if kps[i], decoded[i], err = s.decodeKeyPackage(p, data, sigKey, uploadKPName(i)); err != nil {
 			return err
 		}
 	}
-	if err := refuseRepeatedInitKeys(kps); err != nil {
+	if err := s.refuseKnownInitKeys(ctx, kps, uploadKPName); err != nil {
 		return err
 	}
-	if err := chargeSignatures(ctx, "", decoded...); err != nil {
+	if err := chargeSignatures(ctx, p.FID, decoded...); err != nil {
 		return err
 	}
 	for i, kp := range decoded {
-		if err := s.validateKeyPackage(kp, fmt.Sprintf("KeyPackage %d", i)); err != nil {
+		if err := s.validateKeyPackage(kp, uploadKPName(i)); err != nil {
 			return err
 		}
 	}
@@ -203,7 +221,7 @@ func (s *Service) SetLastResortKeyPackage(ctx context.Context, p Principal, data
 	if err != nil {
 		return err
 	}
-	if err := chargeSignatures(ctx, "", decoded); err != nil {
+	if err := chargeSignatures(ctx, p.FID, decoded); err != nil {
 		return err
 	}
 	if err := s.validateKeyPackage(decoded, "last-resort KeyPackage"); err != nil {

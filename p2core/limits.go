@@ -13,13 +13,15 @@ import (
 type RequestLimits struct {
 	// SignatureWork is called once the KeyPackages of a request have
 	// passed every cheap check (decoding, sizes, the binding to the
-	// caller's key, init keys not already taken), with the cost of
-	// verifying their signatures: the sum of mls.VerifyCost of their
-	// cipher suites. home is empty for a local caller's upload (routes 12
-	// and 13), and the home domain of a foreign login (route 16). A non-nil
+	// caller's key, init keys not already taken) and the caller is known,
+	// with the cost of verifying their signatures: the sum of
+	// mls.VerifyCost of their cipher suites. fid is the user whose
+	// request it is: the caller of routes 12 and 13, or the user logging
+	// in on route 16, after her home server redeemed the federation
+	// token (so a login refused here has spent its token). A non-nil
 	// error stops the request with that error before any KeyPackage
 	// signature is verified.
-	SignatureWork func(ctx context.Context, home string, cost int) error
+	SignatureWork func(ctx context.Context, fid FID, cost int) error
 	// ForeignLogin is called by ForeignLogin once the ID-Cert has
 	// verified, with the home domain it names, before the federation
 	// token is redeemed. A non-nil error refuses the login with that
@@ -42,7 +44,7 @@ func requestLimits(ctx context.Context) RequestLimits {
 
 // chargeSignatures charges the signature work of kps to the request (see
 // RequestLimits.SignatureWork).
-func chargeSignatures(ctx context.Context, home string, kps ...*mls.KeyPackage) error {
+func chargeSignatures(ctx context.Context, fid FID, kps ...*mls.KeyPackage) error {
 	f := requestLimits(ctx).SignatureWork
 	if f == nil || len(kps) == 0 {
 		return nil
@@ -51,7 +53,7 @@ func chargeSignatures(ctx context.Context, home string, kps ...*mls.KeyPackage) 
 	for _, kp := range kps {
 		cost += mls.VerifyCost(kp.CipherSuite)
 	}
-	return f(ctx, home, cost)
+	return f(ctx, fid, cost)
 }
 
 // admitForeignLogin asks the request's limits whether a login from home
