@@ -242,7 +242,7 @@ func (a *app) readCredentials(w http.ResponseWriter, r *http.Request) (credentia
 
 func (a *app) register(w http.ResponseWriter, r *http.Request) {
 	c, ok := a.readCredentials(w, r)
-	if !ok || !a.accountLimits.allow(w, r, "register", c.Username, registerPerAddress, registerPerName) {
+	if !ok || !a.accountLimits.allow(w, r, "register", c.Username, a.accountLimits.registerPerAddress, a.accountLimits.registerPerUsername) {
 		return
 	}
 	if a.accounts.admins[c.Username] {
@@ -273,7 +273,7 @@ var dummySalt = []byte("p2kit-example-dummy-salt")
 
 func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	c, ok := a.readCredentials(w, r)
-	if !ok || !a.accountLimits.allow(w, r, "login", c.Username, loginPerAddress, loginPerUsername) {
+	if !ok || !a.accountLimits.allow(w, r, "login", c.Username, a.accountLimits.loginPerAddress, a.accountLimits.loginPerUsername) {
 		return
 	}
 	acc, err := a.accounts.get(r.Context(), c.Username)

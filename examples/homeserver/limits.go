@@ -8,20 +8,26 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// Limits of the account routes. Each login or registration costs a PBKDF2
-// hash (about 0.13 s of CPU at the default cost), so both are limited by
-// client address (one client flooding) and by username (guessing one
-// account's password from many addresses).
-var (
-	loginPerAddress    = httpadapter.Rate{PerSecond: 2, Burst: 20}
-	loginPerUsername   = httpadapter.Rate{PerSecond: 0.5, Burst: 10}
-	registerPerAddress = httpadapter.Rate{PerSecond: 0.5, Burst: 10}
-	registerPerName    = httpadapter.Rate{PerSecond: 0.2, Burst: 3}
-)
-
-// accountLimits applies the limits of /login and /register.
+// accountLimits applies the limits of /login and /register. Each login or
+// registration costs a PBKDF2 hash (about 0.13 s of CPU at the default
+// cost), so both are limited by client address (one client flooding) and
+// by username (guessing one account's password from many addresses).
 type accountLimits struct {
 	limiter httpadapter.Limiter // nil: no limits (-no-rate-limits)
+
+	loginPerAddress, loginPerUsername       httpadapter.Rate
+	registerPerAddress, registerPerUsername httpadapter.Rate
+}
+
+// newAccountLimits returns the example's limits, kept in limiter.
+func newAccountLimits(limiter httpadapter.Limiter) accountLimits {
+	return accountLimits{
+		limiter:             limiter,
+		loginPerAddress:     httpadapter.Rate{PerSecond: 2, Burst: 20},
+		loginPerUsername:    httpadapter.Rate{PerSecond: 0.5, Burst: 10},
+		registerPerAddress:  httpadapter.Rate{PerSecond: 0.5, Burst: 10},
+		registerPerUsername: httpadapter.Rate{PerSecond: 0.2, Burst: 3},
+	}
 }
 
 // allow checks the address, then the username, limit of one request and

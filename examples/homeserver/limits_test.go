@@ -63,12 +63,13 @@ func count(statuses []int, want int) int {
 
 func TestLoginIsLimitedByAddressAndByUsername(t *testing.T) {
 	a := newTestApp(t, io.Discard)
+	lim := a.accountLimits
 	// One address tries many usernames: its burst, then 429.
 	var st []int
 	for i := range 30 {
 		st = append(st, a.account("/login", "192.0.2.1", fmt.Sprintf("user%d", i), "wrong password"))
 	}
-	if count(st, 401) != loginPerAddress.Burst || count(st, 429) != 30-loginPerAddress.Burst {
+	if count(st, 401) != lim.loginPerAddress.Burst || count(st, 429) != 30-lim.loginPerAddress.Burst {
 		t.Fatalf("one address, 30 usernames: %v", st)
 	}
 	// Many addresses try one username: its burst, then 429.
@@ -76,7 +77,7 @@ func TestLoginIsLimitedByAddressAndByUsername(t *testing.T) {
 	for i := range 20 {
 		st = append(st, a.account("/login", fmt.Sprintf("198.51.100.%d", i), "alice", "wrong password"))
 	}
-	if count(st, 401) != loginPerUsername.Burst || count(st, 429) != 20-loginPerUsername.Burst {
+	if count(st, 401) != lim.loginPerUsername.Burst || count(st, 429) != 20-lim.loginPerUsername.Burst {
 		t.Fatalf("20 addresses, one username: %v", st)
 	}
 	// Someone else, from elsewhere, still gets in.
@@ -90,11 +91,12 @@ func TestLoginIsLimitedByAddressAndByUsername(t *testing.T) {
 
 func TestRegisterIsLimitedByAddressAndByUsername(t *testing.T) {
 	a := newTestApp(t, io.Discard)
+	lim := a.accountLimits
 	var st []int
 	for i := range 15 {
 		st = append(st, a.account("/register", "192.0.2.1", fmt.Sprintf("user%d", i), "correct horse"))
 	}
-	if count(st, 201) != registerPerAddress.Burst || count(st, 429) != 15-registerPerAddress.Burst {
+	if count(st, 201) != lim.registerPerAddress.Burst || count(st, 429) != 15-lim.registerPerAddress.Burst {
 		t.Fatalf("one address, 15 registrations: %v", st)
 	}
 	st = nil
@@ -103,7 +105,7 @@ func TestRegisterIsLimitedByAddressAndByUsername(t *testing.T) {
 	}
 	// The first wins, the next are 409 (taken) until the name's burst is
 	// spent, then 429.
-	if st[0] != 201 || count(st, 409) != registerPerName.Burst-1 || count(st, 429) != 6-registerPerName.Burst {
+	if st[0] != 201 || count(st, 409) != lim.registerPerUsername.Burst-1 || count(st, 429) != 6-lim.registerPerUsername.Burst {
 		t.Fatalf("6 addresses, one username: %v", st)
 	}
 }

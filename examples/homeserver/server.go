@@ -276,7 +276,7 @@ func newApp(ctx context.Context, store p2core.Store, c config, logger *slog.Logg
 	a := &app{svc: svc, events: events, log: logger, mux: http.NewServeMux()}
 	a.accounts = accounts
 	if !c.noLimits {
-		a.accountLimits = accountLimits{limiter: httpadapter.NewTokenBuckets(nil)}
+		a.accountLimits = newAccountLimits(httpadapter.NewTokenBuckets(nil))
 	}
 	generated := false
 	created, err := accounts.ensureAdmins(ctx, c.admins, func() (string, error) {
