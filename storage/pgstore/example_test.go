@@ -14,9 +14,10 @@ import (
 // it. Every server instance opens the same database.
 //
 // The example runs under go test: with P2KIT_POSTGRES_DSN set it opens
-// that database, and any failure stops the test binary; without it there
-// is nothing to open and it returns. It prints nothing either way, so that
-// its output does not depend on the environment.
+// that database (in a schema of its own, p2kit_example, so that it never
+// touches a deployment's tables), and any failure stops the test binary;
+// without it there is nothing to open and it returns. It prints nothing
+// either way, so that its output does not depend on the environment.
 func ExampleOpen() {
 	ctx := context.Background()
 	dsn := os.Getenv("P2KIT_POSTGRES_DSN") // e.g. postgres://p2kit@db.internal/p2kit
@@ -25,7 +26,7 @@ func ExampleOpen() {
 	}
 	store, err := pgstore.Open(ctx, dsn, &pgstore.Options{
 		MaxConns:         16,
-		Schema:           "p2kit",
+		Schema:           "p2kit_example", // yours: "p2kit", say
 		StatementTimeout: 5 * time.Second,
 	})
 	if err != nil {
