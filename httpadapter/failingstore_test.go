@@ -82,6 +82,10 @@ func (s *failingStore) SessionByToken(ctx context.Context, hash [32]byte) (p2cor
 	return fail(s, func() (p2core.Session, error) { return s.Store.SessionByToken(ctx, hash) })
 }
 
+func (s *failingStore) TouchSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, at time.Time) error {
+	return failErr(s, func() error { return s.Store.TouchSession(ctx, user, sid, at) })
+}
+
 func (s *failingStore) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
 	return fail(s, func() ([]p2core.Session, error) { return s.Store.Sessions(ctx, user) })
 }

@@ -1,10 +1,13 @@
 package httpadapter_test
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/p2kit/p2kit/p2core"
+	"github.com/p2kit/p2kit/storage/memstore"
 )
 
 func TestLocalSessionPastItsTTLGets401(t *testing.T) {
@@ -120,4 +123,70 @@ func TestForeignSessionContinuesWithANewerIDCert(t *testing.T) {
 	b.clock.Add(time.Second)
 	_, err = aliceB.KeyPackageStatus(ctx)
 	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+}
+
+func TestIdleSessionEndsAfterSevenDaysByDefault(t *testing.T) {
+	e := newEnv(t, nil)
+	busy := e.login(101, "alice", false)
+	idle := e.login(102, "bob", false)
+	b := certified(t, e, idle)
+	if err := idle.c.UploadKeyPackages(ctx, build(t, b, 1)); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(6 * 24 * time.Hour)
+	for _, u := range []*user{idle, busy} { // both used on day 6
+		if _, err := u.c.KeyPackageStatus(ctx); err != nil {
+			t.Fatalf("after 6 idle days: %v", err)
+		}
+	}
+	for day := 7; day <= 13; day++ {
+		e.clock.Add(24 * time.Hour)
+		if _, err := busy.c.KeyPackageStatus(ctx); err != nil {
+			t.Fatalf("day %d of a session used daily: %v", day, err)
+		}
+	}
+	// bob's last use was day 6: by day 13 the idle bound has passed, his
+	// KeyPackages drop out of claims and his token answers 401.
+	if got, err := busy.c.ClaimKeyPackages(ctx, 102, 0); err != nil || len(got) != 0 {
+		t.Fatalf("claim of an idle-expired session: %d, %v", len(got), err)
+	}
+	_, err := idle.c.KeyPackageStatus(ctx)
+	apiErr(t, err, 401, "P2CORE_UNAUTHORIZED")
+}
+
+// touchCounter counts TouchSession calls reaching the Store.
+type touchCounter struct {
+	p2core.Store
+	mu      sync.Mutex
+	touches int
+}
+
+func (s *touchCounter) TouchSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, at time.Time) error {
+	s.mu.Lock()
+	s.touches++
+	s.mu.Unlock()
+	return s.Store.TouchSession(ctx, user, sid, at)
+}
+
+func TestSessionUseIsWrittenAtMostOnceAMinute(t *testing.T) {
+	clk := newClock()
+	store := &touchCounter{Store: memstore.New()}
+	svc, err := p2core.NewService(store, p2core.Config{Domain: "home.test", Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := svc.CreateSession(ctx, 101, "alice@home.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 600 requests over 10 minutes, one a second.
+	for range 600 {
+		if _, err := svc.AuthenticateSession(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Second)
+	}
+	if store.touches < 9 || store.touches > 10 {
+		t.Fatalf("%d last-use writes for 600 requests over 10 minutes, want one a minute", store.touches)
+	}
 }

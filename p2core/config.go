@@ -27,6 +27,7 @@ const (
 	DefaultHomeKeyTTL             = 5 * time.Minute
 	DefaultClockSkew              = 5 * time.Minute
 	DefaultSessionTTL             = 30 * 24 * time.Hour
+	DefaultSessionIdleTTL         = 7 * 24 * time.Hour
 )
 
 // FederationPolicy decides whether this server issues federation tokens
@@ -135,6 +136,12 @@ type Config struct {
 	// route 8). Default 30 days; negative: no bound but the foreign
 	// session's cert.
 	SessionTTL time.Duration
+	// SessionIdleTTL ends a session, in the same way, once it has not
+	// been used (no AuthenticateSession) for that long. Last uses are
+	// recorded in the Store at most once a minute per session, so the
+	// end comes up to a minute early. Default 7 days; negative: no idle
+	// bound.
+	SessionIdleTTL time.Duration
 	// SignatureChecks, when not nil, is called once for every signature
 	// verification the Service starts: "id_cert" for an ID-Cert, and
 	// "keypackage" for a KeyPackage's two signatures. Embedders export it
@@ -249,6 +256,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.SessionIdleTTL == 0 {
+		c.SessionIdleTTL = DefaultSessionIdleTTL
 	}
 	c.ServerKeyPassphrase = bytes.Clone(c.ServerKeyPassphrase)
 	if c.KeyPackageCredential == nil {

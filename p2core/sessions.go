@@ -89,22 +89,46 @@ func (s *Service) AuthenticateSession(ctx context.Context, token string) (Sessio
 	if err != nil {
 		return Session{}, fmt.Errorf("look up session: %w", err)
 	}
-	over, err := s.expire(ctx, sess, s.now())
+	now := s.now()
+	over, err := s.expire(ctx, sess, now)
 	if err != nil {
 		return Session{}, err
 	}
 	if over {
 		return Session{}, Errorf(ErrUnauthorized, "this session has expired; log in again")
 	}
+	if now.Sub(lastUse(sess)) >= touchInterval {
+		// A failure only makes the idle bound come a little earlier.
+		if err := s.store.TouchSession(ctx, sess.UserID, sess.SessionID, now); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not record a session's use", slog.String("user_id", sess.UserID.String()), slog.String("session_id", string(sess.SessionID)), slog.String("error", err.Error()))
+		} else {
+			sess.LastUsedAt = now
+		}
+	}
 	return sess, nil
 }
 
+// touchInterval is how often, at most, a session's last use is written.
+const touchInterval = time.Minute
+
+// lastUse is when sess was last used, as far as the Store knows.
+func lastUse(sess Session) time.Time {
+	if sess.LastUsedAt.After(sess.CreatedAt) {
+		return sess.LastUsedAt
+	}
+	return sess.CreatedAt
+}
+
 // sessionOver says why sess has ended by itself at now ("" while it
-// lasts): Config.SessionTTL after its creation or, for a foreign user's
-// session, when its current ID-Cert expires.
+// lasts): Config.SessionTTL after its creation; for a foreign user's
+// session, when its current ID-Cert expires; or Config.SessionIdleTTL
+// after its last recorded use.
 func (s *Service) sessionOver(ctx context.Context, sess Session, now time.Time) (string, error) {
 	if ttl := s.cfg.SessionTTL; ttl > 0 && !now.Before(sess.CreatedAt.Add(ttl)) {
 		return "its lifetime (Config.SessionTTL) is over", nil
+	}
+	if idle := s.cfg.SessionIdleTTL; idle > 0 && !now.Before(lastUse(sess).Add(idle)) {
+		return "it was not used for Config.SessionIdleTTL", nil
 	}
 	if sess.Home != "" {
 		c, err := s.store.CurrentIDCert(ctx, sess.UserID, sess.SessionID)

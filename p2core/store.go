@@ -175,6 +175,9 @@ type Session struct {
 	// session (route 16) it is the home server's domain (the domain part
 	// of the FID).
 	Home string
+	// LastUsedAt is the latest use TouchSession recorded; zero when none
+	// was (the session counts as used at CreatedAt).
+	LastUsedAt time.Time
 }
 
 // SessionStore keeps sessions (created and ended by Store.CreateSession
@@ -186,6 +189,12 @@ type SessionStore interface {
 	// Sessions returns the user's sessions, oldest first (empty, not
 	// ErrNotFound, when there are none).
 	Sessions(ctx context.Context, user UserID) ([]Session, error)
+	// TouchSession records that the session was used at at: afterwards
+	// SessionByToken and Sessions return a LastUsedAt no earlier than at
+	// (a later time recorded before stays). A session that does not
+	// exist (it may have ended meanwhile) is no error. The Service calls
+	// it at most once a minute per session.
+	TouchSession(ctx context.Context, user UserID, session SessionID, at time.Time) error
 }
 
 // IDCert is a stored ID-Cert: a server certification of one session's

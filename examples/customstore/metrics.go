@@ -52,6 +52,7 @@ const (
 	mCreateSession
 	mSessionByToken
 	mSessions
+	mTouchSession
 	mEndSession
 	mPutIDCert
 	mIDCertBySerial
@@ -72,7 +73,7 @@ const (
 var methodNames = [numMethods]string{
 	"CreateToken", "RedeemToken", "DeleteUserTokens", "DeleteAllTokens", "PurgeExpiredTokens",
 	"Setting", "PutSetting", "CreateSetting",
-	"CreateSession", "SessionByToken", "Sessions", "EndSession",
+	"CreateSession", "SessionByToken", "Sessions", "TouchSession", "EndSession",
 	"PutIDCert", "IDCertBySerial", "CurrentIDCert", "IDCertsAt",
 	"ServerKeys", "AddServerKey",
 	"AddKeyPackages", "SetLastResort", "ClaimKeyPackages", "InitKeyInUse", "KeyPackageStatus", "PurgeExpiredKeyPackages",
@@ -288,6 +289,14 @@ func (m *MetricsStore) SessionByToken(ctx context.Context, hash [32]byte) (p2cor
 	s, err := m.next.SessionByToken(ctx, hash)
 	c.end(ctx, err)
 	return s, err
+}
+
+// TouchSession implements p2core.SessionStore.
+func (m *MetricsStore) TouchSession(ctx context.Context, u p2core.UserID, sid p2core.SessionID, at time.Time) error {
+	c := m.begin(mTouchSession)
+	err := m.next.TouchSession(ctx, u, sid, at)
+	c.end(ctx, err, slog.String("user_id", u.String()), slog.String("session_id", string(sid)))
+	return err
 }
 
 // Sessions implements p2core.SessionStore.

@@ -53,7 +53,8 @@ func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) err
 	})
 }
 
-// session record: seq(8) created(8) tokenHash(32) fid home
+// session record: seq(8) created(8) tokenHash(32) fid home [lastUsed(8)]
+// (lastUsed is written by TouchSession only)
 
 type sessionRec struct {
 	p2core.Session
@@ -73,7 +74,46 @@ func decodeSession(k, v []byte) (sessionRec, error) {
 	r.TokenHash = d.fixed32()
 	r.FID = p2core.FID(d.str())
 	r.Home = d.str()
+	if d.err == nil && len(d.b) > 0 {
+		r.LastUsedAt = d.time()
+	}
 	return r, d.done()
+}
+
+// encodeSession is the record of r (without its seq).
+func encodeSession(r p2core.Session) []byte {
+	var e enc
+	e.time(r.CreatedAt)
+	e.fixed32(r.TokenHash)
+	e.str(string(r.FID))
+	e.str(r.Home)
+	if !r.LastUsedAt.IsZero() {
+		e.time(r.LastUsedAt)
+	}
+	return e.b
+}
+
+// TouchSession implements p2core.SessionStore: it rewrites the session's
+// record only when at is later than the last use it holds.
+func (s *Store) TouchSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, at time.Time) error {
+	at = trunc(at)
+	key := userSessionKey(user, sid)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		ses := tx.Bucket([]byte(bSessions))
+		v := ses.Get(key)
+		if v == nil {
+			return errNoChange
+		}
+		r, err := decodeSession(key, v)
+		if err != nil {
+			return err
+		}
+		if !at.After(r.LastUsedAt) {
+			return errNoChange
+		}
+		r.LastUsedAt = at
+		return ses.Put(key, cat(u64(r.seq), encodeSession(r.Session)))
+	})
 }
 
 // CreateSession implements p2core.Store in one transaction that makes
@@ -101,7 +141,7 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 				mapFID = true
 			}
 		}
-		in.CreatedAt = trunc(in.CreatedAt)
+		in.CreatedAt, in.LastUsedAt = trunc(in.CreatedAt), time.Time{}
 		out = in
 		key := userSessionKey(in.UserID, in.SessionID)
 		ses := tx.Bucket([]byte(bSessions))
@@ -147,16 +187,11 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 				return err
 			}
 		}
-		var e enc
-		e.time(in.CreatedAt)
-		e.fixed32(in.TokenHash)
-		e.str(string(in.FID))
-		e.str(in.Home)
 		seq, err := ses.NextSequence()
 		if err != nil {
 			return err
 		}
-		if err := ses.Put(key, cat(u64(seq), e.b)); err != nil {
+		if err := ses.Put(key, cat(u64(seq), encodeSession(in))); err != nil {
 			return err
 		}
 		if err := st.Put(bytes.Clone(in.TokenHash[:]), key); err != nil {

@@ -286,7 +286,7 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 		s.fids[in.FID] = in.UserID
 	}
 	s.seq++
-	in.CreatedAt = ts(in.CreatedAt)
+	in.CreatedAt, in.LastUsedAt = ts(in.CreatedAt), time.Time{}
 	ss := &session{Session: in, seq: s.seq}
 	s.sessions[k] = ss
 	s.sessionTokens[in.TokenHash] = ss
@@ -327,6 +327,19 @@ func (s *Store) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Sessi
 		return p2core.Session{}, fmt.Errorf("memstore: session: %w", p2core.ErrNotFound)
 	}
 	return ss.Session, nil
+}
+
+// TouchSession implements p2core.SessionStore.
+func (s *Store) TouchSession(ctx context.Context, user p2core.UserID, session p2core.SessionID, at time.Time) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	at = ts(at)
+	if ss, ok := s.sessions[sessionKey{user, session}]; ok && at.After(ss.LastUsedAt) {
+		ss.LastUsedAt = at
+	}
+	return nil
 }
 
 // Sessions implements p2core.SessionStore.

@@ -88,21 +88,36 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 	return out, nil
 }
 
-const sessionColumns = `user_id, session_id, fid, token_hash, created_at, home`
+const sessionColumns = `user_id, session_id, fid, token_hash, created_at, home, last_used_at`
 
 func scanSession(row pgx.Row) (p2core.Session, error) {
 	var (
 		ss   p2core.Session
 		user int64
 		hash []byte
+		used *time.Time
 	)
-	if err := row.Scan(&user, &ss.SessionID, &ss.FID, &hash, &ss.CreatedAt, &ss.Home); err != nil {
+	if err := row.Scan(&user, &ss.SessionID, &ss.FID, &hash, &ss.CreatedAt, &ss.Home, &used); err != nil {
 		return p2core.Session{}, err
 	}
 	ss.UserID = p2core.UserID(user)
 	copy(ss.TokenHash[:], hash)
 	ss.CreatedAt = ss.CreatedAt.UTC()
+	if used != nil {
+		ss.LastUsedAt = used.UTC()
+	}
 	return ss, nil
+}
+
+// TouchSession implements p2core.SessionStore in one statement that moves
+// last_used_at forward only.
+func (s *Store) TouchSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, at time.Time) error {
+	return s.do(ctx, "TouchSession", func(q querier) error {
+		_, err := q.Exec(ctx, `UPDATE p2kit_sessions SET last_used_at = $3
+			WHERE user_id = $1 AND session_id = $2 AND (last_used_at IS NULL OR last_used_at < $3)`,
+			uid(user), string(sid), ts(at))
+		return err
+	})
 }
 
 // SessionByToken implements p2core.SessionStore: ErrNotFound for an unknown

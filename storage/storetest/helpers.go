@@ -218,7 +218,7 @@ func diffSession(want, got p2core.Session) error {
 	if want.TokenHash != got.TokenHash {
 		d = append(d, fmt.Sprintf("TokenHash: got %x, want %x", got.TokenHash, want.TokenHash))
 	}
-	d = append(d, diffTime("CreatedAt", want.CreatedAt, got.CreatedAt))
+	d = append(d, diffTime("CreatedAt", want.CreatedAt, got.CreatedAt), diffTime("LastUsedAt", want.LastUsedAt, got.LastUsedAt))
 	return diffs(d...)
 }
 

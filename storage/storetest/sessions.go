@@ -27,6 +27,7 @@ func sessionCases() []testCase {
 		{"CreateSessionStoresCertKeyPackagesAndLastResort", testCreateSessionStoresEverything},
 		{"FailedCreateSessionLeavesNothing", testCreateSessionAllOrNothing},
 		{"SessionCapHoldsUnderConcurrentCreates", testSessionCap},
+		{"TouchSessionRecordsTheLatestUseOnly", testTouchSession},
 	}
 }
 
@@ -394,4 +395,41 @@ func testSessionCap(t *testing.T, s p2core.Store) {
 	ok(t, s.EndSession(ctx, 7, ss[0].SessionID, base()), "EndSession")
 	_, err = s.CreateSession(ctx, p2core.NewSession{Session: g.session(7, "again", base())}, lim, base())
 	ok(t, err, "CreateSession after one ended")
+}
+
+func testTouchSession(t *testing.T, s p2core.Store) {
+	var g gen
+	ctx := t.Context()
+	a := g.session(7, "laptop", base())
+	a.LastUsedAt = base().Add(time.Hour) // CreateSession ignores it
+	b := g.session(7, "phone", base().Add(time.Second))
+	ok(t, create(ctx, s, a), "CreateSession")
+	ok(t, create(ctx, s, b), "CreateSession")
+	a.LastUsedAt = time.Time{}
+	got, err := s.SessionByToken(ctx, a.TokenHash)
+	ok(t, err, "SessionByToken")
+	sameSession(t, a, got)
+
+	used := base().Add(time.Minute)
+	ok(t, s.TouchSession(ctx, 7, "laptop", used), "TouchSession")
+	ok(t, s.TouchSession(ctx, 7, "laptop", used.Add(-30*time.Second)), "TouchSession with an earlier time")
+	a.LastUsedAt = used
+	got, err = s.SessionByToken(ctx, a.TokenHash)
+	ok(t, err, "SessionByToken")
+	sameSession(t, a, got)
+	list, err := s.Sessions(ctx, 7)
+	ok(t, err, "Sessions")
+	if len(list) != 2 {
+		t.Fatalf("Sessions: %d, want 2", len(list))
+	}
+	sameSession(t, a, list[0])
+	sameSession(t, b, list[1]) // untouched: no last use
+
+	// Unknown and ended sessions are no error, and touching does not
+	// bring an ended one back.
+	ok(t, s.TouchSession(ctx, 7, "nowhere", used), "TouchSession of an unknown session")
+	ok(t, s.EndSession(ctx, 7, "laptop", used), "EndSession")
+	ok(t, s.TouchSession(ctx, 7, "laptop", used.Add(time.Minute)), "TouchSession of an ended session")
+	_, err = s.SessionByToken(ctx, a.TokenHash)
+	isErr(t, err, p2core.ErrNotFound, "SessionByToken of the ended, touched session")
 }
