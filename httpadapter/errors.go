@@ -52,7 +52,6 @@ const unavailableRetryAfter = 5
 
 // Codes the adapter produces itself, with no domain sentinel behind them.
 const (
-	codeRouteNotFound    = "P2CORE_NOT_FOUND"
 	codeMethodNotAllowed = "P2CORE_METHOD_NOT_ALLOWED"
 	codeBodyTooLarge     = "P2CORE_BODY_TOO_LARGE"
 	codeInternal         = "P2CORE_INTERNAL"

@@ -94,7 +94,7 @@ func (h *Handler) EventStream(src EventSource) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
-			writeErrorBody(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, "use GET")
+			h.writeError(w, r, p2core.Errorf(ErrMethodNotAllowed, "use GET"))
 			return
 		}
 		p, err := h.authenticate(r)

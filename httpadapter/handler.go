@@ -191,10 +191,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeErrorBody(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")))
+		h.writeError(w, r, p2core.Errorf(ErrMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")))
 		return
 	}
-	writeErrorBody(w, http.StatusNotFound, codeRouteNotFound, "no such route")
+	h.writeError(w, r, p2core.Errorf(p2core.ErrNotFound, "no such route"))
 }
 
 func (h *Handler) wrap(rt route) http.Handler {

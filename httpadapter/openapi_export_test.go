@@ -5,7 +5,6 @@ package httpadapter
 // For tests that check the API description against the code.
 func ErrorCodes() map[string]int {
 	m := map[string]int{
-		codeRouteNotFound:    404,
 		codeMethodNotAllowed: 405,
 		codeBodyTooLarge:     413,
 		codeInternal:         500,
