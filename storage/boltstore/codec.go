@@ -48,9 +48,7 @@ import (
 // walk init_key_expiry. Sequence numbers come from the kp bucket and are
 // never reused.
 //
-// Format 1 kept each session's KeyPackages in a bucket of its own inside
-// "keypackages"; format 2 had no heads (claims deleted the record). Open
-// converts both (see migrate.go).
+// This is format 1, the layout of the first release.
 const (
 	bMeta          = "meta"
 	bTokens        = "tokens"
@@ -82,21 +80,51 @@ func topBuckets() []string {
 		bCerts, bCertSerials, bCertCurrent, bServerKeys, bKP, bKPSessions, bInitKeys, bInitKeyExpiry}
 }
 
-// initBuckets creates the layout in a new file and checks the format of an
-// existing one.
-func initBuckets(tx *bolt.Tx) error {
-	for _, name := range topBuckets() {
-		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+// migrate creates the layout in a new file (at the latest version), or
+// brings an existing file from its version to the latest one migration by
+// migration, each in a transaction of its own with the new version, so a
+// crash leaves the file at one version or the next. It refuses a file of
+// a version it does not know.
+func migrate(db *bolt.DB, history []migration) error {
+	latest := uint64(1 + len(history))
+	var have uint64
+	err := db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists([]byte(bMeta))
+		if err != nil {
 			return err
 		}
+		v := meta.Get([]byte(kFormat))
+		if v == nil {
+			have = latest
+			for _, name := range topBuckets() {
+				if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+					return err
+				}
+			}
+			return meta.Put([]byte(kFormat), u64(latest))
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("file has an unreadable format version %x", v)
+		}
+		have = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	meta := tx.Bucket([]byte(bMeta))
-	v := meta.Get([]byte(kFormat))
-	if v == nil {
-		return meta.Put([]byte(kFormat), u64(formatVersion))
+	if have < 1 || have > latest {
+		return fmt.Errorf("file has format %d, which this boltstore does not know (it reads 1 to %d): upgrade p2kit", have, latest)
 	}
-	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-		return fmt.Errorf("file has format %x, this version reads %d (and converts 1 and 2)", v, formatVersion)
+	for _, m := range history[have-1:] {
+		err := db.Update(func(tx *bolt.Tx) error {
+			if err := m.step(tx); err != nil {
+				return err
+			}
+			return tx.Bucket([]byte(bMeta)).Put([]byte(kFormat), u64(m.version))
+		})
+		if err != nil {
+			return fmt.Errorf("converting the file to format %d (%s): %w", m.version, m.name, err)
+		}
 	}
 	return nil
 }

@@ -2,8 +2,9 @@ package boltstore
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -236,36 +237,13 @@ func TestSpentRecordsPurgedAndKeptBlocked(t *testing.T) {
 	}
 }
 
-// Format 2 files (no heads) open as format 3 with their KeyPackages.
-func TestOpenConvertsFormat2(t *testing.T) {
-	ctx := t.Context()
-	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	s, path := openTemp(t)
-	if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{fixtureKP(7, "a", 1, 1, now.Add(time.Hour)), fixtureKP(7, "a", 1, 2, now.Add(time.Hour))}, 100, now); err != nil {
-		t.Fatal(err)
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bMeta)).Put([]byte(kFormat), u64(2)) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s2, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	err = s2.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bMeta)).Get([]byte(kFormat)); string(v) != string(u64(formatVersion)) {
-			return fmt.Errorf("format %x after Open", v)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []uint64{1, 2} {
-		if got := claimInitKeys(t, s2, 7, now); len(got) != 1 || got[0] != ik(want) {
-			t.Fatalf("claim from the converted file: want KP %d", want)
-		}
-	}
+// fixtureKP is a KeyPackage whose init key is sha256(n).
+func fixtureKP(user p2core.UserID, sid p2core.SessionID, suite uint16, n uint64, notAfter time.Time) p2core.KeyPackage {
+	var seed [8]byte
+	binary.BigEndian.PutUint64(seed[:], n)
+	ik := sha256.Sum256(seed[:])
+	data := append([]byte("kp-"), ik[:]...)
+	ref := sha256.Sum256(data)
+	return p2core.KeyPackage{UserID: user, SessionID: sid, CipherSuite: suite, Ref: ref[:], InitKey: ik[:], Data: data,
+		NotAfter: notAfter, UploadedAt: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)}
 }
