@@ -222,7 +222,9 @@ type wakeup struct {
 // the start.
 //
 // Group commit: if no commit is in flight, fn runs at once in its own
-// transaction. Otherwise it queues; when the commit in flight ends, the
+// transaction. Otherwise it queues (a caller whose ctx ends while its op
+// still waits in the queue gets ctx.Err() at once, and the op never
+// runs); when the commit in flight ends, the
 // first queued op becomes the leader and runs up to maxBatch queued ops in
 // one transaction, then hands over to the next queued op. There is no
 // timer. If any fn fails with a non-domain error or panics, or the commit
@@ -240,9 +242,17 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if s.leading {
 		s.queue = append(s.queue, o)
 		s.mu.Unlock()
-		// Not abandoned when ctx ends: the leader may already be running
-		// fn, and the caller must learn whether it committed.
-		w := <-o.wake
+		var w wakeup
+		select {
+		case w = <-o.wake:
+		case <-ctx.Done():
+			if s.dequeue(o) {
+				return ctx.Err() // never handed to a leader: nothing ran
+			}
+			// A leader has it (or it leads next): it must learn the
+			// outcome, which a cancelled ctx keeps from committing.
+			w = <-o.wake
+		}
 		switch {
 		case w.lead != nil:
 			return s.lead(w.lead)
@@ -254,6 +264,20 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	s.leading = true
 	s.mu.Unlock()
 	return s.lead([]*op{o})
+}
+
+// dequeue removes o from the queue if no leader has taken it yet, and
+// reports whether it did.
+func (s *Store) dequeue(o *op) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, q := range s.queue {
+		if q == o {
+			s.queue = append(s.queue[:i:i], s.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // lead runs batch (whose first op belongs to the calling goroutine) in one

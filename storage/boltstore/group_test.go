@@ -221,25 +221,62 @@ func TestGroupCommitPanicStaysWithItsCaller(t *testing.T) {
 	}
 }
 
+// A write cancelled while queued leaves the others of the queue to share
+// the next commit.
 func TestGroupCommitCancelledQueuedOpWritesNothing(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	cctx, cancel := context.WithCancel(ctx)
-	errs := batch(t, s,
-		func() error { return s.PutSetting(ctx, "a", []byte("1")) },
-		func() error {
-			err := s.update(cctx, func(tx *bolt.Tx) error {
-				return tx.Bucket([]byte(bSettings)).Put([]byte("kcancelled"), []byte("v"))
-			})
-			return err
-		},
-		func() error { cancel(); return s.PutSetting(ctx, "b", []byte("2")) },
-	)
+	release := holdCommit(t, s)
+	results := make([]chan error, 3)
+	for i := range results {
+		results[i] = make(chan error, 1)
+	}
+	go func() { results[0] <- s.PutSetting(ctx, "a", []byte("1")) }()
+	waitQueued(t, s, 1)
+	go func() {
+		results[1] <- s.update(cctx, func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bSettings)).Put([]byte("kcancelled"), []byte("v"))
+		})
+	}()
+	waitQueued(t, s, 2)
+	go func() { results[2] <- s.PutSetting(ctx, "b", []byte("2")) }()
+	waitQueued(t, s, 3)
+	cancel()
+	waitQueued(t, s, 2)
+	release()
+	errs := []error{<-results[0], <-results[1], <-results[2]}
 	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], context.Canceled) {
 		t.Fatalf("results %v, want nil, context.Canceled, nil", errs)
 	}
 	if _, err := s.Setting(ctx, "cancelled"); !errors.Is(err, p2core.ErrNotFound) {
 		t.Fatalf("the cancelled op's write was kept: %v", err)
+	}
+}
+
+// A queued write whose ctx ends returns ctx.Err() at once, while the
+// commit it waits behind is still running, and never runs.
+func TestGroupCommitQueuedWriteReturnsWhenItsContextEnds(t *testing.T) {
+	s := openTest(t)
+	release := holdCommit(t, s)
+	cctx, cancel := context.WithCancel(t.Context())
+	var ran atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		done <- s.update(cctx, func(tx *bolt.Tx) error {
+			ran.Store(true)
+			return tx.Bucket([]byte(bSettings)).Put([]byte("kqueued"), []byte("v"))
+		})
+	}()
+	waitQueued(t, s, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) { // the held commit is still running
+		t.Fatalf("queued write after its ctx ended: %v, want context.Canceled", err)
+	}
+	waitQueued(t, s, 0)
+	release()
+	if _, err := s.Setting(t.Context(), "queued"); !errors.Is(err, p2core.ErrNotFound) || ran.Load() {
+		t.Fatalf("the cancelled queued write ran (%v) or was kept: %v", ran.Load(), err)
 	}
 }
 

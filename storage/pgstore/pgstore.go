@@ -339,14 +339,37 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// do runs a single-statement operation (atomic by itself), retrying it on
-// serialisation failures and deadlocks.
+// do runs a single-statement read, retrying it on serialisation failures
+// and deadlocks. ctx cancels it at any point.
 func (s *Store) do(ctx context.Context, op string, fn func(q querier) error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
 		err := fn(s.pool)
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
+			backoff(ctx, attempt+1)
+			continue
+		}
+		return s.fail(ctx, op, err)
+	}
+}
+
+// write runs a single-statement write (atomic by itself), retrying it on
+// serialisation failures and deadlocks. ctx is checked before the
+// statement is sent; the statement then runs without ctx's cancellation,
+// bounded by commitTimeout, as a COMMIT does: once sent it may commit on
+// the server however the client gives up, so a cancellation that arrives
+// during it must not be reported as "nothing changed". fn gets the
+// context to run the statement with.
+func (s *Store) write(ctx context.Context, op string, fn func(ctx context.Context, q querier) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := fn(wctx, s.pool)
 		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
 			backoff(ctx, attempt+1)
 			continue

@@ -16,7 +16,7 @@ import (
 // CreateToken implements p2core.TokenStore: ErrConflict if the hash is
 // taken.
 func (s *Store) CreateToken(ctx context.Context, t p2core.FederationToken) error {
-	return s.do(ctx, "CreateToken", func(q querier) error {
+	return s.write(ctx, "CreateToken", func(ctx context.Context, q querier) error {
 		_, err := q.Exec(ctx, `INSERT INTO p2kit_tokens (hash, user_id, fid, server, issued_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
 			t.Hash[:], uid(t.UserID), string(t.FID), t.Server, ts(t.IssuedAt), ts(t.ExpiresAt))
@@ -29,7 +29,7 @@ func (s *Store) CreateToken(ctx context.Context, t p2core.FederationToken) error
 // succeeds. The same statement deletes the token if it has expired.
 func (s *Store) RedeemToken(ctx context.Context, hash [32]byte, server string, now time.Time) (p2core.FederationToken, error) {
 	t := p2core.FederationToken{Hash: hash}
-	err := s.do(ctx, "RedeemToken", func(q querier) error {
+	err := s.write(ctx, "RedeemToken", func(ctx context.Context, q querier) error {
 		var user int64
 		err := q.QueryRow(ctx, `DELETE FROM p2kit_tokens
 			WHERE hash = $1 AND server = $2 AND expires_at > $3
@@ -65,7 +65,7 @@ func (s *Store) PurgeExpiredTokens(ctx context.Context, now time.Time) (int, err
 
 func (s *Store) deleteTokens(ctx context.Context, op, sql string, args ...any) (int, error) {
 	var n int64
-	err := s.do(ctx, op, func(q querier) error {
+	err := s.write(ctx, op, func(ctx context.Context, q querier) error {
 		tag, err := q.Exec(ctx, sql, args...)
 		n = tag.RowsAffected()
 		return err
@@ -96,7 +96,7 @@ func (s *Store) Setting(ctx context.Context, key string) ([]byte, error) {
 
 // CreateSetting implements p2core.SettingsStore. Atomic (one statement).
 func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) error {
-	return s.do(ctx, "CreateSetting", func(q querier) error {
+	return s.write(ctx, "CreateSetting", func(ctx context.Context, q querier) error {
 		tag, err := q.Exec(ctx, `INSERT INTO p2kit_settings (key, value) VALUES ($1, $2)
 			ON CONFLICT (key) DO NOTHING`, key, nn(value))
 		if err == nil && tag.RowsAffected() == 0 {
@@ -108,7 +108,7 @@ func (s *Store) CreateSetting(ctx context.Context, key string, value []byte) err
 
 // PutSetting implements p2core.SettingsStore.
 func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error {
-	return s.do(ctx, "PutSetting", func(q querier) error {
+	return s.write(ctx, "PutSetting", func(ctx context.Context, q querier) error {
 		_, err := q.Exec(ctx, `INSERT INTO p2kit_settings (key, value) VALUES ($1, $2)
 			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, key, nn(value))
 		return err

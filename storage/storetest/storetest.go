@@ -53,6 +53,8 @@ func Run(t *testing.T, newStore func(t *testing.T) p2core.Store) {
 		{"ServerKeys", serverKeyCases()},
 		{"KeyPackages", keyPackageCases()},
 		{"CancelledContext", cancelCases()},
+		{"ContextCancelledDuringCall", duringCallCases()},
+		{"ContextCancelledUnderLoad", concurrentCancelCases()},
 		{"ReturnedBytesAreCopies", returnedCopyCases()},
 		{"InputBytesMayBeReused", inputCopyCases()},
 		{"TimesComeBackInUTC", utcCases()},
