@@ -208,7 +208,12 @@ func (s *Service) UploadKeyPackages(ctx context.Context, p Principal, packages [
 
 // SetLastResortKeyPackage validates data and makes it the caller's
 // session's last-resort KeyPackage (route 13), clearing its used flag.
-// Errors as UploadKeyPackages.
+// The cheap checks run first and the signature work is charged before the
+// signatures are verified, as in UploadKeyPackages; there is no init-key
+// lookup first, since the session's current last resort, which the new one
+// may repeat, is in use for InitKeyInUse but not for SetLastResort, and one
+// KeyPackage costs at most one charged verification. Errors as
+// UploadKeyPackages.
 func (s *Service) SetLastResortKeyPackage(ctx context.Context, p Principal, data []byte) error {
 	if err := requireUser(p); err != nil {
 		return err
