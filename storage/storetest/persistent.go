@@ -27,6 +27,17 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) p2core.Stor
 			f.verify(t, s)
 			ok(t, s.Close(), "Close")
 		}},
+		{"RandomKeyPackageOperationsMatchTheModelAcrossReopens", func(t *testing.T, reopen func() p2core.Store) {
+			steps := 300
+			if testing.Short() {
+				steps = 80
+			}
+			s := reopen()
+			runModel(t, s, func(old p2core.Store) p2core.Store {
+				ok(t, old.Close(), "Close")
+				return reopen()
+			}, 1000, steps)
+		}},
 		{"ReopenAfterCloseWorksRepeatedly", func(t *testing.T, reopen func() p2core.Store) {
 			for i := range 3 {
 				s := reopen()
