@@ -28,9 +28,9 @@ type benchMode struct {
 // benchModes lists each concurrency without, then with, group commit.
 func benchModes() []benchMode {
 	return []benchMode{
-		{"goroutines=1/nogroupcommit", 1, boltstore.Options{NoGroupCommit: true}},
+		{"goroutines=1/nogroupcommit", 1, boltstore.WithoutGroupCommit(boltstore.Options{})},
 		{"goroutines=1", 1, boltstore.Options{}},
-		{"goroutines=64/nogroupcommit", 64, boltstore.Options{NoGroupCommit: true}},
+		{"goroutines=64/nogroupcommit", 64, boltstore.WithoutGroupCommit(boltstore.Options{})},
 		{"goroutines=64", 64, boltstore.Options{}},
 	}
 }
@@ -45,7 +45,7 @@ func runModes(b *testing.B, unit string, perOp int, fn func(b *testing.B, m benc
 			fn(b, m)
 			rate := float64(b.N*perOp) / b.Elapsed().Seconds()
 			b.ReportMetric(rate, unit+"/s")
-			if m.opts.NoGroupCommit {
+			if !boltstore.GroupCommit(m.opts) {
 				alone[m.goroutines] = rate
 			} else if r := alone[m.goroutines]; r > 0 {
 				b.ReportMetric(rate/r, "x-nogroupcommit")

@@ -10,7 +10,6 @@
 // (ErrConflict, ErrTokenInvalid, ...) goes to its caller alone while the
 // other operations of the batch commit; any other failure rolls the batch
 // back and runs each of its operations again in a transaction of its own.
-// Options.NoGroupCommit turns this off.
 //
 // Keys are laid out so that the hot paths touch a handful of pages however
 // much is stored: a claim reads the head of the session's queue and
@@ -56,11 +55,12 @@ type Options struct {
 	// can lose the last commits or corrupt the file. For tests and
 	// benchmarks.
 	NoSync bool
-	// NoGroupCommit makes every write its own commit instead of sharing
-	// commits between concurrent writers. For comparison in benchmarks.
-	NoGroupCommit bool
 	// FileMode is the permission of a newly created file. Zero means 0600.
 	FileMode os.FileMode
+
+	// noGroupCommit makes every write its own commit, for the tests and
+	// benchmarks that compare it with group commit (export_test.go).
+	noGroupCommit bool
 }
 
 // maxBatch bounds how many queued writes share one commit.
@@ -234,7 +234,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	if s.opts.NoGroupCommit {
+	if s.opts.noGroupCommit {
 		return s.updateAlone(ctx, fn)
 	}
 	o := &op{ctx: ctx, fn: fn, wake: make(chan wakeup, 1)}

@@ -40,7 +40,8 @@ func TestConformance(t *testing.T) {
 // commit per operation with fsync would make it slow.
 func TestConformanceNoGroupCommit(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) p2core.Store {
-		return open(t, filepath.Join(t.TempDir(), "p2kit.db"), &boltstore.Options{NoGroupCommit: true, NoSync: true})
+		o := boltstore.WithoutGroupCommit(boltstore.Options{NoSync: true})
+		return open(t, filepath.Join(t.TempDir(), "p2kit.db"), &o)
 	})
 }
 

@@ -321,7 +321,7 @@ func TestGroupCommitBatchesQueuedWritesUpToMaxBatch(t *testing.T) {
 func TestContextCancelledDuringWriteNeverCommits(t *testing.T) {
 	for _, grouped := range []bool{true, false} {
 		t.Run(fmt.Sprint("grouped=", grouped), func(t *testing.T) {
-			s, err := Open(filepath.Join(t.TempDir(), "p2kit.db"), &Options{NoSync: true, NoGroupCommit: !grouped})
+			s, err := Open(filepath.Join(t.TempDir(), "p2kit.db"), &Options{NoSync: true, noGroupCommit: !grouped})
 			if err != nil {
 				t.Fatal(err)
 			}
