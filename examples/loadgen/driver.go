@@ -29,6 +29,9 @@ type phase struct {
 	// proc, when not nil, is the server process whose CPU time is
 	// measured over the window.
 	proc *procWatch
+	// db, when not nil, is the database whose processes' CPU time and
+	// writes are measured over the window.
+	db *dbWatch
 }
 
 // stats is what a phase measured over its window.
@@ -43,6 +46,9 @@ type stats struct {
 	selfIO   ioDelta  // storage writes of this process over the window
 	procIO   ioDelta  // storage writes of proc over the window (-1: unknown)
 	dry      bool     // maxRequests was reached before the window ended
+	dbCPU    float64  // CPU of the database's processes, in cores (-1: unknown)
+	dbWrite  int64    // write_bytes of the database's processes (-1: unknown)
+	disk     int64    // bytes written to the disks by anyone (-1: unknown)
 }
 
 // writesPerOp returns storage KiB written and write calls per request.
@@ -93,7 +99,7 @@ func (p phase) run(ctx context.Context) stats {
 	var started atomic.Int64
 	var cpu0 cpuSample
 	var cpuOnce sync.Once
-	takeCPU := func() { cpuOnce.Do(func() { cpu0 = sampleCPU(p.proc) }) }
+	takeCPU := func() { cpuOnce.Do(func() { cpu0 = sampleCPU(p.proc, p.db) }) }
 	var wg sync.WaitGroup
 	for w := range p.workers {
 		wg.Add(1)
@@ -136,7 +142,7 @@ func (p phase) run(ctx context.Context) stats {
 	wg.Wait()
 	timer.Stop()
 	takeCPU()
-	cpu1 := sampleCPU(p.proc)
+	cpu1 := sampleCPU(p.proc, p.db)
 
 	var st stats
 	var last time.Time
@@ -160,5 +166,6 @@ func (p phase) run(ctx context.Context) stats {
 	slices.Sort(st.lat)
 	st.selfCPU, st.procCPU = cpu1.since(cpu0)
 	st.selfIO, st.procIO = cpu1.ioSince(cpu0)
+	st.dbCPU, st.dbWrite, st.disk = cpu1.dbSince(cpu0)
 	return st
 }

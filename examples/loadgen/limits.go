@@ -15,12 +15,13 @@ import (
 	"github.com/p2kit/p2kit/storage/memstore"
 )
 
-// Limit names, as they appear in the output's limit_name.
+// Limit names, as they appear in the output's limit_name (the store
+// limits' prefixed with the backend: boltstore. or pgstore.).
 const (
-	limitStoreClaim  = "boltstore.ClaimKeyPackages"
-	limitStoreAdd    = "boltstore.AddKeyPackages"
-	limitStoreCreate = "boltstore.CreateToken"
-	limitStoreRedeem = "boltstore.RedeemToken"
+	limitStoreClaim  = "ClaimKeyPackages"
+	limitStoreAdd    = "AddKeyPackages"
+	limitStoreCreate = "CreateToken"
+	limitStoreRedeem = "RedeemToken"
 	limitIssue       = "Service.IssueIDCert/memstore"
 	limitStaticCert  = "static-handler(route 9 bytes)"
 	limitStaticKey   = "static-handler(route 10 bytes)"
@@ -28,23 +29,53 @@ const (
 )
 
 // limits measures, in this process, what each scenario is compared
-// against: the raw Store call on a boltstore file with the example
-// server's options (fsync on, group commit on), the raw ID-Cert issue, and
-// trivial net/http handlers behind the same HTTP client.
+// against: the raw Store call on a store opened as the example server
+// opens it (a boltstore file with fsync and group commit on, or with
+// -store postgres a pgstore.Store on a schema of its own), the raw ID-Cert
+// issue, and trivial net/http handlers behind the same HTTP client.
 type limits struct {
 	dir     string // temporary folder for store files
+	pg      *pgRun // nil: boltstore
+	pgConns int32  // pool size of the bare loop (0: pgx's default, as pgstore's)
 	hc      *httpClient
 	files   atomic.Int64
 	initKey atomic.Uint64 // makes every synthetic init key unique
 	tokens  atomic.Uint64 // makes every synthetic token hash unique
 	kpCap   int
 	batch   int
+	// claimUsers is the least number of users claims are spread over.
+	claimUsers int
 
 	trivial *trivialServers
 }
 
-func newLimits(dir string, hc *httpClient, kpCap, batch int, inProcess bool) *limits {
-	return &limits{dir: dir, hc: hc, kpCap: kpCap, batch: batch, trivial: newTrivialServers(dir, inProcess)}
+func newLimits(dir string, pg *pgRun, hc *httpClient, kpCap, batch int, inProcess bool) *limits {
+	return &limits{dir: dir, pg: pg, hc: hc, kpCap: kpCap, batch: batch, trivial: newTrivialServers(dir, inProcess)}
+}
+
+// limitBackend is a store of the limits: boltstore or pgstore.
+type limitBackend interface {
+	store() p2core.Store
+	// seed runs fn on the store opened for fast seeding (bbolt: fsync
+	// off), then reopens it as the server would.
+	seed(fn func(s p2core.Store) error) error
+	close()
+}
+
+// storeName prefixes a store limit's name with the backend.
+func (l *limits) storeName(op string) string {
+	if l.pg != nil {
+		return "pgstore." + op
+	}
+	return "boltstore." + op
+}
+
+// open opens a fresh store of the run's backend.
+func (l *limits) open() (limitBackend, error) {
+	if l.pg != nil {
+		return l.pg.openLimit(context.Background())
+	}
+	return l.newStore()
 }
 
 // close stops the trivial servers.
@@ -69,7 +100,9 @@ func (l *limits) newStore() (*limitStore, error) {
 
 // seed runs fn on the file opened without fsync, then reopens it as the
 // example server would.
-func (ls *limitStore) seed(fn func(s *boltstore.Store) error) error {
+func (ls *limitStore) store() p2core.Store { return ls.s }
+
+func (ls *limitStore) seed(fn func(s p2core.Store) error) error {
 	if err := ls.s.Close(); err != nil {
 		return err
 	}
@@ -98,7 +131,12 @@ func (ls *limitStore) close() {
 // seconds. The Store does not validate KeyPackages, so they need not be
 // real ones.
 func (l *limits) synthKP(user p2core.UserID, sid p2core.SessionID, now time.Time) p2core.KeyPackage {
-	ik := sha256.Sum256(binary.BigEndian.AppendUint64(nil, l.initKey.Add(1)))
+	return synthKP(l.initKey.Add(1), user, sid, now)
+}
+
+// synthKP is limits.synthKP with the init key made from n.
+func synthKP(n uint64, user p2core.UserID, sid p2core.SessionID, now time.Time) p2core.KeyPackage {
+	ik := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("synth"), n))
 	data := make([]byte, 275)
 	copy(data, ik[:])
 	ref := sha256.Sum256(data)
@@ -115,22 +153,23 @@ type synthUser struct {
 
 // storeClaim is the spec of the raw claim at workers goroutines: the same
 // shape as the HTTP scenario (one session per target user, at most the
-// per-session cap each, claims round-robin over the users).
-func (l *limits) storeClaim() (spec, func(), error) {
-	ls, err := l.newStore()
+// per-session cap each, claims round-robin over the users). Every claimed
+// init key goes through dups.
+func (l *limits) storeClaim(dups *dupCounter) (spec, func(), error) {
+	ls, err := l.open()
 	if err != nil {
 		return spec{}, nil, err
 	}
 	var users []*synthUser
 	var next atomic.Uint64
 	prepare := func(ctx context.Context, need int) error {
-		n := max(len(users), ceilDiv(need, l.kpCap), 1)
+		n := max(len(users), ceilDiv(need, l.kpCap), l.claimUsers, 1)
 		for len(users) < n {
 			users = append(users, &synthUser{id: p2core.UserID(len(users) + 1)})
 		}
 		level := min(l.kpCap, ceilDiv(need, n))
 		now := time.Now()
-		return ls.seed(func(s *boltstore.Store) error {
+		return ls.seed(func(s p2core.Store) error {
 			for _, u := range users {
 				if c := int(u.claimed.Load()); c > u.uploaded {
 					u.claimed.Store(int64(u.uploaded))
@@ -155,20 +194,23 @@ func (l *limits) storeClaim() (spec, func(), error) {
 	op := func(ctx context.Context, _ int) error {
 		u := users[(next.Add(1)-1)%uint64(len(users))]
 		u.claimed.Add(1)
-		got, err := ls.s.ClaimKeyPackages(ctx, u.id, 0, time.Now())
-		if err == nil && len(got) != 1 {
+		got, err := ls.store().ClaimKeyPackages(ctx, u.id, 0, time.Now())
+		for _, kp := range got {
+			dups.add(string(kp.InitKey))
+		}
+		if err == nil && (len(got) != 1 || got[0].LastResort) {
 			err = errPoolDry
 		}
 		return err
 	}
-	return spec{name: limitStoreClaim, prepare: prepare, calib: 20000, op: op}, ls.close, nil
+	return spec{name: l.storeName(limitStoreClaim), prepare: prepare, calib: 20000, op: op}, ls.close, nil
 }
 
 // storeAdd is the spec of the raw upload: AddKeyPackages of batches of the
 // HTTP scenario's size, each session filled up to the cap and then a new
 // one, as the HTTP scenario does.
 func (l *limits) storeAdd() (spec, func(), error) {
-	ls, err := l.newStore()
+	ls, err := l.open()
 	if err != nil {
 		return spec{}, nil, err
 	}
@@ -182,9 +224,9 @@ func (l *limits) storeAdd() (spec, func(), error) {
 		for j := range kps {
 			kps[j] = l.synthKP(1, sid, now)
 		}
-		return ls.s.AddKeyPackages(ctx, kps, l.kpCap, now)
+		return ls.store().AddKeyPackages(ctx, kps, l.kpCap, now)
 	}
-	return spec{name: limitStoreAdd, op: op}, ls.close, nil
+	return spec{name: l.storeName(limitStoreAdd), op: op}, ls.close, nil
 }
 
 func (l *limits) synthToken(now time.Time) p2core.FederationToken {
@@ -195,19 +237,19 @@ func (l *limits) synthToken(now time.Time) p2core.FederationToken {
 
 // storeCreate is the spec of the raw CreateToken.
 func (l *limits) storeCreate() (spec, func(), error) {
-	ls, err := l.newStore()
+	ls, err := l.open()
 	if err != nil {
 		return spec{}, nil, err
 	}
 	op := func(ctx context.Context, _ int) error {
-		return ls.s.CreateToken(ctx, l.synthToken(time.Now()))
+		return ls.store().CreateToken(ctx, l.synthToken(time.Now()))
 	}
-	return spec{name: limitStoreCreate, op: op}, ls.close, nil
+	return spec{name: l.storeName(limitStoreCreate), op: op}, ls.close, nil
 }
 
 // storeRedeem is the spec of the raw RedeemToken of pre-created tokens.
 func (l *limits) storeRedeem() (spec, func(), error) {
-	ls, err := l.newStore()
+	ls, err := l.open()
 	if err != nil {
 		return spec{}, nil, err
 	}
@@ -222,7 +264,7 @@ func (l *limits) storeRedeem() (spec, func(), error) {
 		}
 		now := time.Now()
 		more := make([][32]byte, add)
-		err := ls.seed(func(s *boltstore.Store) error {
+		err := ls.seed(func(s p2core.Store) error {
 			return parallel(ctx, add, 16, func(i int) error {
 				t := l.synthToken(now)
 				more[i] = t.Hash
@@ -237,10 +279,10 @@ func (l *limits) storeRedeem() (spec, func(), error) {
 		if i >= len(hashes) {
 			return errPoolDry
 		}
-		_, err := ls.s.RedeemToken(ctx, hashes[i], foreignServer, time.Now())
+		_, err := ls.store().RedeemToken(ctx, hashes[i], foreignServer, time.Now())
 		return err
 	}
-	return spec{name: limitStoreRedeem, prepare: prepare, calib: 20000, op: op}, ls.close, nil
+	return spec{name: l.storeName(limitStoreRedeem), prepare: prepare, calib: 20000, op: op}, ls.close, nil
 }
 
 // issue is the spec of the raw ID-Cert issue: p2core.Service.IssueIDCert

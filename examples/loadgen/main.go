@@ -106,6 +106,19 @@ type config struct {
 	certHistory  int
 	quiet        bool
 
+	// store is the example server's backend: "bolt" (a file in the
+	// temporary folder) or "postgres" (-dsn); servers how many example
+	// servers share it.
+	store   string
+	dsn     string
+	servers int
+	// claimUsers is the least number of users claims are spread over
+	// (-1: the default of the store).
+	claimUsers int
+	// depths are the KeyPackages per session of the claim-depth phases
+	// (-store postgres).
+	depths []int
+
 	trivialInProcess bool
 	// reportFrom, when set, renders results saved with -json instead of
 	// measuring.
@@ -145,6 +158,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.trivialInProcess, "trivial-in-process", false, "serve the trivial handlers from httptest servers in this process instead of a child process")
 	fs.StringVar(&c.reportFrom, "report", "", "print the table, targets and -svg chart of results saved with -json in this file, without measuring")
 	fs.BoolVar(&c.quiet, "q", false, "no progress on stderr")
+	fs.StringVar(&c.store, "store", "bolt", `the self-started server's storage: "bolt" (a new file) or "postgres" (a new schema in -dsn; limits on pgstore, plus the bare statement loop for claim)`)
+	fs.StringVar(&c.dsn, "dsn", "", "PostgreSQL connection string for -store postgres (default $P2KIT_POSTGRES_DSN)")
+	fs.IntVar(&c.claimUsers, "claim-users", -1, "claim: spread claims over at least this many users (default: 200 with -store postgres, as a session's claims take turns there; else as few as the per-user cap allows)")
+	depths := fs.String("claim-depths", "", "-store postgres: also measure claims from sessions holding each of these many KeyPackages (e.g. 10,5000), seeded directly into the server's database")
+	fs.IntVar(&c.servers, "servers", 1, "-store postgres: start this many example servers on the one database; client w talks to server w mod N")
 	fs.BoolVar(&c.scale, "scale", false, "run the scale measurement instead of the scenarios (see -seed-keypackages)")
 	fs.IntVar(&c.seedKP, "seed-keypackages", 1_000_000, "-scale: KeyPackages stored for the large measurement")
 	fs.IntVar(&c.baselineKP, "baseline-keypackages", 10_000, "-scale: KeyPackages stored for the baseline measurement")
@@ -190,6 +208,34 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-scale-clients must be positive")
 	case c.scale && c.server != "":
 		return c, errors.New("-scale seeds its own store files and starts the server itself; it cannot use -server")
+	case c.store != "bolt" && c.store != "postgres":
+		return c, fmt.Errorf(`-store must be "bolt" or "postgres", not %q`, c.store)
+	case c.servers < 1 || c.servers > 1 && c.store != "postgres":
+		return c, errors.New("-servers must be 1, or more with -store postgres (the servers share one database)")
+	case c.store == "postgres" && (c.scale || c.server != ""):
+		return c, errors.New("-store postgres starts its own servers; it cannot be combined with -scale or -server")
+	}
+	if *depths != "" {
+		if c.store != "postgres" {
+			return c, errors.New("-claim-depths needs -store postgres")
+		}
+		if c.depths, err = parseInts(*depths); err != nil {
+			return c, fmt.Errorf("-claim-depths: %w", err)
+		}
+	}
+	if c.claimUsers < 0 {
+		c.claimUsers = 0
+		if c.store == "postgres" {
+			c.claimUsers = 200
+		}
+	}
+	if c.store == "postgres" {
+		if c.dsn == "" {
+			c.dsn = os.Getenv("P2KIT_POSTGRES_DSN")
+		}
+		if c.dsn == "" {
+			return c, errors.New("-store postgres needs -dsn or $P2KIT_POSTGRES_DSN")
+		}
 	}
 	if c.warmup < 0 {
 		c.warmup = min(c.duration/10, time.Second)
@@ -292,12 +338,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return report(c, results, stdout)
 	}
 
-	var srv *serverProc
-	base, watch := c.server, (*procWatch)(nil)
+	var (
+		srvs  []*serverProc
+		pg    *pgRun
+		db    *dbWatch
+		bases = []string{c.server}
+		watch *procWatch
+	)
 	if c.serverPID > 0 {
 		watch = &procWatch{pid: c.serverPID}
 	}
-	if base == "" {
+	if c.server == "" {
 		bin := c.serverBin
 		if bin == "" {
 			progress("building examples/homeserver")
@@ -305,17 +356,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		data := tmp + "/server-data"
-		if srv, err = startServer(ctx, bin, data, tmp+"/server.log", c.serverProcs); err != nil {
-			return err
+		var args []string
+		where := "bbolt file in " + tmp + "/server-data"
+		if c.store == "postgres" {
+			pg = newPGRun(c.dsn)
+			defer pg.close()
+			schema, dsn, err := pg.schemaDSN("server")
+			if err != nil {
+				return err
+			}
+			args = []string{"-store", "postgres", "-dsn", dsn}
+			pg.serverDSN = dsn
+			where = "PostgreSQL schema " + schema
+			if db, err = watchDB(ctx, c.dsn); err != nil {
+				progress("note: %v", err)
+			}
 		}
-		defer srv.stop()
-		base, watch = srv.url, srv.watch
-		progress("example server at %s (pid %d, bbolt file in %s, started in %v)", base, watch.pid, data, srv.startup.Round(time.Millisecond))
+		bases, watch = nil, &procWatch{}
+		for i := range c.servers {
+			data := fmt.Sprintf("%s/server-data-%d", tmp, i)
+			srv, err := startServer(ctx, bin, data, fmt.Sprintf("%s/server-%d.log", tmp, i), c.serverProcs, args...)
+			if err != nil {
+				return err
+			}
+			defer srv.stop()
+			srvs = append(srvs, srv)
+			bases = append(bases, srv.url)
+			if i == 0 {
+				watch.pid = srv.watch.pid
+			} else {
+				watch.more = append(watch.more, srv.watch.pid)
+			}
+			progress("example server at %s (pid %d, %s, started in %v)", srv.url, srv.watch.pid, where, srv.startup.Round(time.Millisecond))
+		}
 	}
-	results, err := runScenarios(ctx, c, base, watch, tmp, progress)
+	results, err := runScenarios(ctx, c, bases, watch, pg, db, tmp, progress)
 	if err != nil {
-		if srv != nil {
+		for _, srv := range srvs {
 			err = fmt.Errorf("%w\nserver log: %s", err, tail(srv.logPath))
 		}
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,38 +14,35 @@ import (
 // process is unknown, the numbers are reported as unknown.
 type procWatch struct {
 	pid int
+	// more are further processes whose CPU and writes are added to pid's
+	// (the other example servers of a multi-instance run).
+	more []int
+}
+
+// pids returns every watched process.
+func (p *procWatch) pids() []int {
+	if p == nil || p.pid <= 0 {
+		return nil
+	}
+	return append([]int{p.pid}, p.more...)
 }
 
 // userHZ is the unit of utime and stime in /proc/PID/stat. It is 100 on
 // every Linux architecture Go supports (sysconf(_SC_CLK_TCK)).
 const userHZ = 100
 
-// cpuTime returns the user+system CPU time the process has used.
+// cpuTime returns the user+system CPU time the processes have used.
 func (p *procWatch) cpuTime() (time.Duration, bool) {
-	if p == nil || p.pid <= 0 {
-		return 0, false
+	pids := p.pids()
+	var total time.Duration
+	for _, pid := range pids {
+		st, ok := readStat(pid)
+		if !ok {
+			return 0, false
+		}
+		total += st.cpu
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name (field 2) may contain spaces; fields after it are
-	// counted from the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * time.Second / userHZ, true
+	return total, len(pids) > 0
 }
 
 // ioCounters returns the bytes the process caused to be written to
@@ -176,6 +172,10 @@ type cpuSample struct {
 	procOK bool
 
 	selfIO, procIO ioSample
+
+	db     dbSample // the database's processes (-store postgres)
+	disk   int64    // bytes written to the disks (/proc/diskstats)
+	diskOK bool
 }
 
 // ioSample is a reading of /proc/PID/io.
@@ -184,14 +184,37 @@ type ioSample struct {
 	ok           bool
 }
 
-func sampleCPU(p *procWatch) cpuSample {
+func sampleCPU(p *procWatch, db *dbWatch) cpuSample {
 	s := cpuSample{at: time.Now(), self: selfCPU()}
 	s.proc, s.procOK = p.cpuTime()
 	s.selfIO.bytes, s.selfIO.calls, s.selfIO.ok = ioCounters(0)
-	if p != nil && p.pid > 0 {
-		s.procIO.bytes, s.procIO.calls, s.procIO.ok = ioCounters(p.pid)
+	if pids := p.pids(); len(pids) > 0 {
+		s.procIO.ok = true
+		for _, pid := range pids {
+			b, c, ok := ioCounters(pid)
+			s.procIO.bytes, s.procIO.calls, s.procIO.ok = s.procIO.bytes+b, s.procIO.calls+c, s.procIO.ok && ok
+		}
 	}
+	if db != nil {
+		s.db = db.sample()
+	}
+	s.disk, s.diskOK = diskWritten()
 	return s
+}
+
+// dbSince returns the database processes' CPU in cores and their
+// write_bytes between s0 and s (-1 when unknown), and the bytes written
+// to the disks (-1 when unknown).
+func (s cpuSample) dbSince(s0 cpuSample) (cpu float64, write, disk int64) {
+	cpu, write, disk = -1, -1, -1
+	if wall := s.at.Sub(s0.at).Seconds(); wall > 0 && s.db.ok && s0.db.ok {
+		cpu = (s.db.cpu - s0.db.cpu).Seconds() / wall
+		write = s.db.write - s0.db.write
+	}
+	if s.diskOK && s0.diskOK {
+		disk = s.disk - s0.disk
+	}
+	return cpu, write, disk
 }
 
 // ioSince returns the bytes written and write calls made between s0 and

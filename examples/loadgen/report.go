@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -51,6 +52,49 @@ type Result struct {
 	// same concurrency, for comparing with other servers measured that
 	// way.
 	NoopRPS float64 `json:"noop_rps,omitempty"`
+
+	// Servers is how many example servers shared the load (requests of
+	// client w went to server w mod Servers).
+	Servers int `json:"servers,omitempty"`
+	// Depth (claim-depth-N rows) is how many KeyPackages each claimed
+	// session held at the start of the phase.
+	Depth int `json:"keypackages_per_session,omitempty"`
+	// Duplicates (claim) counts KeyPackages handed out more than once by
+	// the HTTP claims of the whole run so far (every server, every
+	// phase); LimitDuplicates and BareDuplicates the same for the store
+	// limit and the bare loop of this row. Anything but 0 is a bug.
+	Duplicates      int `json:"duplicates"`
+	LimitDuplicates int `json:"limit_duplicates"`
+	BareDuplicates  int `json:"bare_duplicates"`
+
+	// -store postgres, claim: the bare statement loop (one DELETE ...
+	// FOR UPDATE SKIP LOCKED LIMIT 1 RETURNING per claim, committed, on
+	// a copy of pgstore's table), the physical limit of the database.
+	BareRPS    float64 `json:"bare_rps,omitempty"`
+	BareP50    float64 `json:"bare_p50_ms,omitempty"`
+	BareP99    float64 `json:"bare_p99_ms,omitempty"`
+	BareErrors int     `json:"bare_errors,omitempty"`
+	// BareRatio is RPS / BareRPS, computed per run.
+	BareRatio float64 `json:"bare_ratio,omitempty"`
+	// BareCPUPerOp is the load generator's plus the database's CPU per
+	// bare statement, in ms.
+	BareCPUPerOp float64 `json:"bare_cpu_ms_per_op,omitempty"`
+
+	// -store postgres: DBCPU is the cores the database's processes used
+	// during the HTTP window (its backends for the run's database plus
+	// the server's shared WAL writer, checkpointer and background
+	// writer); CPUPerReq is server plus database CPU per request in ms;
+	// LimitDBCPU and LimitCPUPerOp the same for the limit's window (load
+	// generator plus database).
+	DBCPU         float64 `json:"db_cpu,omitempty"`
+	CPUPerReq     float64 `json:"cpu_ms_per_req,omitempty"`
+	LimitDBCPU    float64 `json:"limit_db_cpu,omitempty"`
+	LimitCPUPerOp float64 `json:"limit_cpu_ms_per_op,omitempty"`
+	// DBWriteKiB is the database processes' write_bytes (/proc/PID/io)
+	// per request; DiskWriteKiB the bytes the disks were sent
+	// (/proc/diskstats, by every process of the machine) per request.
+	DBWriteKiB   float64 `json:"db_write_kib_per_req,omitempty"`
+	DiskWriteKiB float64 `json:"disk_write_kib_per_req,omitempty"`
 
 	// Scale measurement only.
 	Stored      int     `json:"stored_keypackages,omitempty"`
@@ -111,6 +155,17 @@ func aggregate(all []Result) []Result {
 		r.ServerCPU = med(func(r Result) float64 { return r.ServerCPU })
 		r.LimitCPU = med(func(r Result) float64 { return r.LimitCPU })
 		r.NoopRPS = med(func(r Result) float64 { return r.NoopRPS })
+		r.BareRPS = med(func(r Result) float64 { return r.BareRPS })
+		r.BareP50 = med(func(r Result) float64 { return r.BareP50 })
+		r.BareP99 = med(func(r Result) float64 { return r.BareP99 })
+		r.BareRatio = med(func(r Result) float64 { return r.BareRatio })
+		r.BareCPUPerOp = med(func(r Result) float64 { return r.BareCPUPerOp })
+		r.DBCPU = med(func(r Result) float64 { return r.DBCPU })
+		r.CPUPerReq = med(func(r Result) float64 { return r.CPUPerReq })
+		r.LimitDBCPU = med(func(r Result) float64 { return r.LimitDBCPU })
+		r.LimitCPUPerOp = med(func(r Result) float64 { return r.LimitCPUPerOp })
+		r.DBWriteKiB = med(func(r Result) float64 { return r.DBWriteKiB })
+		r.DiskWriteKiB = med(func(r Result) float64 { return r.DiskWriteKiB })
 		r.ServerWriteKiB = med(func(r Result) float64 { return r.ServerWriteKiB })
 		r.ServerWriteCalls = med(func(r Result) float64 { return r.ServerWriteCalls })
 		r.LimitWriteKiB = med(func(r Result) float64 { return r.LimitWriteKiB })
@@ -121,10 +176,16 @@ func aggregate(all []Result) []Result {
 		r.RSSFileMiB = med(func(r Result) float64 { return r.RSSFileMiB })
 		r.P99Baseline = med(func(r Result) float64 { return r.P99Baseline })
 		r.P99Ratio = med(func(r Result) float64 { return r.P99Ratio })
-		r.Errors, r.LimitErrors, r.ErrorSamples = 0, 0, nil
+		r.Errors, r.LimitErrors, r.BareErrors, r.ErrorSamples = 0, 0, 0, nil
+		r.Duplicates, r.LimitDuplicates, r.BareDuplicates = 0, 0, 0
 		for _, x := range g {
 			r.Errors += x.Errors
 			r.LimitErrors += x.LimitErrors
+			r.BareErrors += x.BareErrors
+			// The HTTP count is cumulative over the run: the last is the total.
+			r.Duplicates = max(r.Duplicates, x.Duplicates)
+			r.LimitDuplicates += x.LimitDuplicates
+			r.BareDuplicates += x.BareDuplicates
 			for _, m := range x.ErrorSamples {
 				if len(r.ErrorSamples) < 3 && !slices.Contains(r.ErrorSamples, m) {
 					r.ErrorSamples = append(r.ErrorSamples, m)
@@ -192,6 +253,19 @@ func writeTable(w io.Writer, results []Result) {
 			r.Scenario, r.Clients, r.RPS, r.P50, r.P95, r.P99, r.Errors, r.LimitName, r.LimitRPS, r.LimitP50, r.Ratio, cpu, wr)
 	}
 	tw.Flush()
+	pg := slices.ContainsFunc(results, func(r Result) bool { return r.BareRPS > 0 || r.CPUPerReq > 0 })
+	if !pg {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tclients\tservers\treq/s\tbare/s\tbare p50 ms\tHTTP/bare\tCPU ms/req srv+db\tdb cores\tlimit CPU ms/op lg+db\tbare CPU ms/op\tKiB/req db|disk\tduplicates HTTP|limit|bare\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.3f\t%.2f\t%.3f\t%.3f\t%.1f|%.1f\t%d|%d|%d\t\n",
+			r.Scenario, r.Clients, max(r.Servers, 1), r.RPS, r.BareRPS, r.BareP50, r.BareRatio, r.CPUPerReq, r.DBCPU,
+			r.LimitCPUPerOp, r.BareCPUPerOp, r.DBWriteKiB, r.DiskWriteKiB, r.Duplicates, r.LimitDuplicates, r.BareDuplicates)
+	}
+	tw.Flush()
 }
 
 // writeScaleTable prints the scale measurement.
@@ -249,6 +323,51 @@ func checkTargets(results []Result) []check {
 				fmt.Sprintf("%.3f / %.3f ms = %.2fx", r1.P50, r1.LimitP50, x)})
 		}
 	}
+	// Issue 18 (-store postgres): claims against the bare statement loop.
+	if r := find("claim", 64); r != nil && r.BareRPS > 0 {
+		out = append(out,
+			check{"postgres claim at 64 clients: HTTP >= 0.5x the bare statement loop", r.BareRatio >= 0.5,
+				fmt.Sprintf("%.0f / %.0f req/s = %.2fx", r.RPS, r.BareRPS, r.BareRatio)},
+			check{"postgres claim at 64 clients: >= 4x 1,280/s (before issue 18)", r.RPS >= 4*1280,
+				fmt.Sprintf("%.0f req/s = %.2fx", r.RPS, r.RPS/1280)})
+	}
+	if r := find("claim", 1); r != nil && r.BareP50 > 0 {
+		x := r.P50 / r.BareP50
+		out = append(out, check{"postgres claim at 1 client: HTTP p50 <= 2x the bare statement's", x <= 2,
+			fmt.Sprintf("%.3f / %.3f ms = %.2fx", r.P50, r.BareP50, x)})
+	}
+	// Claim cost must not grow with the pool: the claim-depth rows at one
+	// concurrency differ by less than 20 %.
+	depthRates := map[int][]Result{}
+	for _, r := range results {
+		if r.Depth > 0 {
+			depthRates[r.Clients] = append(depthRates[r.Clients], r)
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(depthRates)) {
+		rs := depthRates[c]
+		if len(rs) < 2 {
+			continue
+		}
+		lo, hi := rs[0], rs[0]
+		for _, r := range rs {
+			if r.RPS < lo.RPS {
+				lo = r
+			}
+			if r.RPS > hi.RPS {
+				hi = r
+			}
+		}
+		x := hi.RPS / max(lo.RPS, 1e-9)
+		out = append(out, check{fmt.Sprintf("postgres claim at %d clients: rate with %d vs %d KeyPackages per session differs < 20 %%", c, lo.Depth, hi.Depth),
+			x < 1.2, fmt.Sprintf("%.0f (%d per session) / %.0f (%d per session) req/s = %.2fx", hi.RPS, hi.Depth, lo.RPS, lo.Depth, x)})
+	}
+	for _, r := range results {
+		if r.Duplicates+r.LimitDuplicates+r.BareDuplicates > 0 {
+			out = append(out, check{fmt.Sprintf("%s at %d clients: no KeyPackage handed out twice", r.Scenario, r.Clients), false,
+				fmt.Sprintf("duplicates: HTTP %d, limit %d, bare %d", r.Duplicates, r.LimitDuplicates, r.BareDuplicates)})
+		}
+	}
 	if r := find("claim", 64); r != nil && r.NoopRPS > 0 {
 		// Dendrite v0.13.8 on SQLite: ~950 claims/s at 64 clients, 1/25 of
 		// a do-nothing handler's rate under the same load generator.
@@ -285,9 +404,9 @@ func checkTargets(results []Result) []check {
 				fmt.Sprintf("max VmRSS %.1f MiB (anonymous %.1f, file-backed %.1f)", r.RSSMiB, r.RSSAnonMiB, r.RSSFileMiB)})
 	}
 	for _, r := range results {
-		if r.Errors > 0 || r.LimitErrors > 0 {
+		if r.Errors > 0 || r.LimitErrors > 0 || r.BareErrors > 0 {
 			out = append(out, check{fmt.Sprintf("%s at %d clients: no errors", r.Scenario, r.Clients), false,
-				fmt.Sprintf("%d HTTP errors, %d limit errors: %s", r.Errors, r.LimitErrors, strings.Join(r.ErrorSamples, "; "))})
+				fmt.Sprintf("%d HTTP errors, %d limit errors, %d bare errors: %s", r.Errors, r.LimitErrors, r.BareErrors, strings.Join(r.ErrorSamples, "; "))})
 		}
 	}
 	return out

@@ -35,24 +35,29 @@ var errPoolDry = errors.New("pre-seeded pool ran dry")
 // a phase workers read them and move atomic cursors.
 type env struct {
 	hc       *httpClient
-	base     string // server URL
-	prefix   string // username prefix, unique per run
+	base     string      // URL of the server that seeding goes through
+	bases    []string    // every server; worker w's requests go to bases[w%len(bases)]
+	claimed  *dupCounter // every KeyPackage handed out by a claim, over the whole run
+	prefix   string      // username prefix, unique per run
 	progress func(format string, args ...any)
 	// kpCap is the server's per-session cap of regular KeyPackages
 	// (p2core.DefaultMaxKeyPackagesPerUser for the example server).
 	kpCap       int
 	uploadBatch int
-	mixWeights  []mixWeight
+	// claimUsers is the least number of users claims are spread over.
+	claimUsers int
+	mixWeights []mixWeight
 
 	names  atomic.Int64
 	actors []*actor // actors[w] is the identity of worker w
 
 	claim  claimPool
+	depth  depthPool
 	upload uploadPool
 	tokens tokenPool
 	// certHistory is how many superseded ID-Certs the read-cert user has.
 	certHistory int
-	certURL     string // route 9 of the read-cert user
+	certPath    string // route 9 of the read-cert user
 	certBody    []byte // what route 9 answered while preparing
 	keyBody     []byte // what route 10 answered while preparing
 	rngs        []*rand.Rand
@@ -204,11 +209,38 @@ func uploadBody(kps [][]byte) []byte {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
+// at is the URL of the server worker w sends its requests to.
+func (e *env) at(w int) string {
+	if len(e.bases) == 0 {
+		return e.base
+	}
+	return e.bases[w%len(e.bases)]
+}
+
+// countClaimed checks that a claim's answer (route 14: a JSON array of
+// Base64 KeyPackages) holds at least one KeyPackage and records each in
+// the run's duplicate counter.
+func (e *env) countClaimed(b []byte) error {
+	// Base64 holds no quote or escape, so the strings are what lies
+	// between the odd and even quotes (cheaper than a JSON decoder on the
+	// cores the server shares).
+	parts := strings.Split(string(b), `"`)
+	if len(b) < 4 || b[0] != '[' || len(parts) < 3 || len(parts)%2 == 0 {
+		return fmt.Errorf("claim answered %q: %w", b, errPoolDry)
+	}
+	if e.claimed != nil {
+		for i := 1; i < len(parts); i += 2 {
+			e.claimed.add(parts[i])
+		}
+	}
+	return nil
+}
+
 // claimTarget is a user whose one session holds KeyPackages to claim.
 type claimTarget struct {
 	a        *actor
 	b        *mlstest.Builder
-	url      string // route 14 for this user
+	path     string // route 14 for this user
 	uploaded int    // KeyPackages uploaded, changed between phases only
 	claimed  atomic.Int64
 }
@@ -225,7 +257,7 @@ type claimPool struct {
 // per-session cap, uploading them through route 12 in batches of 100.
 func (e *env) prepareClaim(ctx context.Context, need int) error {
 	p := &e.claim
-	n := max(len(p.targets), ceilDiv(need, e.kpCap), 1)
+	n := max(len(p.targets), ceilDiv(need, e.kpCap), e.claimUsers, 1)
 	if missing := n - len(p.targets); missing > 0 {
 		actors, err := e.newActors(ctx, missing)
 		if err != nil {
@@ -236,7 +268,7 @@ func (e *env) prepareClaim(ctx context.Context, need int) error {
 				return err
 			}
 			p.targets = append(p.targets, &claimTarget{a: a, b: a.keyPackages(),
-				url: e.base + "/p2core/keypackage/" + a.sess.UserID.String()})
+				path: "/p2core/keypackage/" + a.sess.UserID.String()})
 		}
 	}
 	level := min(e.kpCap, ceilDiv(need, n))
@@ -278,14 +310,11 @@ func (e *env) claimOp(ctx context.Context, w int) error {
 	p := &e.claim
 	t := p.targets[(p.next.Add(1)-1)%uint64(len(p.targets))]
 	t.claimed.Add(1)
-	b, err := e.hc.expect(ctx, 200, "GET", t.url, e.actors[w].auth, nil)
+	b, err := e.hc.expect(ctx, 200, "GET", e.at(w)+t.path, e.actors[w].auth, nil)
 	if err != nil {
 		return err
 	}
-	if len(b) < 4 || b[0] != '[' || b[1] != '"' {
-		return fmt.Errorf("claim answered %q: %w", b, errPoolDry)
-	}
-	return nil
+	return e.countClaimed(b)
 }
 
 // uploadOwner is a user whose session receives uploads.
@@ -373,13 +402,13 @@ func (e *env) prepareUpload(ctx context.Context, need int) error {
 }
 
 // uploadOp sends the next prepared upload (route 12).
-func (e *env) uploadOp(ctx context.Context, _ int) error {
+func (e *env) uploadOp(ctx context.Context, w int) error {
 	p := &e.upload
 	i := int(p.next.Add(1) - 1)
 	if i >= len(p.reqs) {
 		return errPoolDry
 	}
-	_, err := e.hc.expect(ctx, 201, "POST", e.base+"/p2core/keypackage/@me", p.reqs[i].auth, p.reqs[i].body)
+	_, err := e.hc.expect(ctx, 201, "POST", e.at(w)+"/p2core/keypackage/@me", p.reqs[i].auth, p.reqs[i].body)
 	return err
 }
 
@@ -418,7 +447,7 @@ func (e *env) prepareTokens(workers int) {
 
 // tokenOp issues a federation token (route 1) and keeps it for redeem.
 func (e *env) tokenOp(ctx context.Context, w int) error {
-	b, err := e.hc.expect(ctx, 201, "POST", e.base+"/p2core/token", e.actors[w].auth, tokenBody)
+	b, err := e.hc.expect(ctx, 201, "POST", e.at(w)+"/p2core/token", e.actors[w].auth, tokenBody)
 	if err != nil {
 		return err
 	}
@@ -472,13 +501,13 @@ func (e *env) prepareRedeem(ctx context.Context, need int) error {
 
 // redeemOp redeems the next pooled token (route 7), anonymously as a
 // foreign server would.
-func (e *env) redeemOp(ctx context.Context, _ int) error {
+func (e *env) redeemOp(ctx context.Context, w int) error {
 	p := &e.tokens
 	i := int(p.next.Add(1) - 1)
 	if i >= len(p.bodies) {
 		return errPoolDry
 	}
-	_, err := e.hc.expect(ctx, 200, "POST", e.base+"/p2core/token/redeem", "", p.bodies[i])
+	_, err := e.hc.expect(ctx, 200, "POST", e.at(w)+"/p2core/token/redeem", "", p.bodies[i])
 	return err
 }
 
@@ -486,7 +515,7 @@ func (e *env) redeemOp(ctx context.Context, _ int) error {
 // 8); each call supersedes the session's previous cert.
 func (e *env) idcertOp(ctx context.Context, w int) error {
 	a := e.actors[w]
-	_, err := e.hc.expect(ctx, 201, "POST", e.base+"/p2core/key/user/@me", a.auth, a.keyBody)
+	_, err := e.hc.expect(ctx, 201, "POST", e.at(w)+"/p2core/key/user/@me", a.auth, a.keyBody)
 	return err
 }
 
@@ -496,7 +525,7 @@ func (e *env) idcertOp(ctx context.Context, w int) error {
 // what routes 9 and 10 answer, for the trivial handlers that serve the
 // same bytes.
 func (e *env) prepareReads(ctx context.Context) error {
-	if e.certURL == "" {
+	if e.certPath == "" {
 		a, err := e.newActor(ctx)
 		if err != nil {
 			return err
@@ -510,10 +539,10 @@ func (e *env) prepareReads(ctx context.Context) error {
 				return err
 			}
 		}
-		e.certURL = e.base + "/p2core/key/user/" + a.sess.UserID.String()
+		e.certPath = "/p2core/key/user/" + a.sess.UserID.String()
 	}
 	var err error
-	if e.certBody, err = e.hc.expect(ctx, 200, "GET", e.certURL, "", nil); err != nil {
+	if e.certBody, err = e.hc.expect(ctx, 200, "GET", e.base+e.certPath, "", nil); err != nil {
 		return err
 	}
 	e.keyBody, err = e.hc.expect(ctx, 200, "GET", e.base+"/p2core/key/server", "", nil)
@@ -521,14 +550,14 @@ func (e *env) prepareReads(ctx context.Context) error {
 }
 
 // readCertOp reads the read-cert user's ID-Certs (route 9), anonymously.
-func (e *env) readCertOp(ctx context.Context, _ int) error {
-	_, err := e.hc.expect(ctx, 200, "GET", e.certURL, "", nil)
+func (e *env) readCertOp(ctx context.Context, w int) error {
+	_, err := e.hc.expect(ctx, 200, "GET", e.at(w)+e.certPath, "", nil)
 	return err
 }
 
 // readServerKeyOp reads the server key (route 10), anonymously.
-func (e *env) readServerKeyOp(ctx context.Context, _ int) error {
-	_, err := e.hc.expect(ctx, 200, "GET", e.base+"/p2core/key/server", "", nil)
+func (e *env) readServerKeyOp(ctx context.Context, w int) error {
+	_, err := e.hc.expect(ctx, 200, "GET", e.at(w)+"/p2core/key/server", "", nil)
 	return err
 }
 

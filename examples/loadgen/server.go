@@ -65,9 +65,10 @@ type serverProc struct {
 
 // startServer runs the example server binary on dataDir with the options a
 // load test needs: a free loopback port, no rate limits, cheap password
-// hashing and an administrator account. procs, when positive, sets the
-// server's GOMAXPROCS. Its log goes to logPath.
-func startServer(ctx context.Context, bin, dataDir, logPath string, procs int) (*serverProc, error) {
+// hashing and an administrator account, plus extra flags (the store).
+// procs, when positive, sets the server's GOMAXPROCS. Its log goes to
+// logPath.
+func startServer(ctx context.Context, bin, dataDir, logPath string, procs int, extra ...string) (*serverProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -77,8 +78,8 @@ func startServer(ctx context.Context, bin, dataDir, logPath string, procs int) (
 	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data", dataDir, "-no-rate-limits",
-		"-pbkdf2-iterations", "1000", "-admin", adminName, "-admin-password-file", pwFile)
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-data", dataDir, "-no-rate-limits",
+		"-pbkdf2-iterations", "1000", "-admin", adminName, "-admin-password-file", pwFile}, extra...)...)
 	cmd.Env = os.Environ()
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
