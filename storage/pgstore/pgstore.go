@@ -60,13 +60,28 @@
 // bounded number of times (Options.MaxRetries). Unique violations (23505)
 // become p2core.ErrConflict, or p2core.ErrDuplicateKeyPackage for init keys.
 //
-// # Context
+// # Context, deadlines and timeouts
 //
 // Every method returns an error matching ctx.Err() when ctx is done before
 // it starts, and passes ctx to every statement. A multi-statement method
 // runs in one transaction and checks ctx again before COMMIT, which it then
-// sends without cancellation (bounded by a timeout): once the work is done
-// it is committed and reported, not lost to a late cancel.
+// sends without ctx's cancellation: once the work is done it is committed
+// and reported, not lost to a late cancel.
+//
+// A database that stops answering cannot hold a caller: each method's
+// database work (waiting for a pooled connection, statements, retries and
+// COMMIT) has a deadline, Options.OperationTimeout (10 s by default). When
+// it passes, the connection in use is cut off (and replaced by the pool
+// later) and the method returns an error matching p2core.ErrUnavailable
+// and context.DeadlineExceeded, which httpadapter answers with 503
+// P2CORE_UNAVAILABLE; as after any lost answer, the caller cannot tell
+// whether a write cut off during its COMMIT took effect. Every new
+// connection, and Open as a whole, is bounded by Options.ConnectTimeout
+// (the DSN's connect_timeout, else 10 s), so Open fails with a message
+// naming the timeout instead of waiting forever for a server that accepts
+// connections but never answers. Close waits for the connections to
+// close, at most 15 s each when the database no longer answers (pgx's
+// bound).
 //
 // # Portability
 //
@@ -125,14 +140,30 @@ type Options struct {
 	// serialisation failure or a deadlock. Zero means 8; negative means no
 	// retries.
 	MaxRetries int
+	// ConnectTimeout bounds every new connection (dial, TLS, start-up
+	// and authentication) and Open as a whole (connecting, and checking
+	// or creating the schema under its lock). Zero means the DSN's
+	// connect_timeout parameter (whole seconds) when it is positive, else
+	// 10 s; negative means no limit. A server that accepts connections
+	// but never answers makes Open fail after it.
+	ConnectTimeout time.Duration
+	// OperationTimeout is the deadline of each Store method's database
+	// work: waiting for a pooled connection, every statement and retry,
+	// and the COMMIT. When it passes the method returns an error matching
+	// both p2core.ErrUnavailable and context.DeadlineExceeded (the HTTP
+	// adapter answers 503 P2CORE_UNAVAILABLE), and the connection is
+	// closed, so a database that stops answering cannot hold a request
+	// longer. Zero means 10 s; negative means no deadline (the caller's
+	// ctx alone).
+	OperationTimeout time.Duration
 }
 
-// defaultMaxRetries is Options.MaxRetries when zero.
-const defaultMaxRetries = 8
-
-// commitTimeout bounds a COMMIT, which is sent without the caller's
-// cancellation (see the package doc).
-const commitTimeout = 30 * time.Second
+// Defaults of the zero Options.
+const (
+	defaultMaxRetries       = 8
+	defaultConnectTimeout   = 10 * time.Second
+	defaultOperationTimeout = 10 * time.Second
+)
 
 // Store is a p2core.Store kept in PostgreSQL. It is safe for concurrent use
 // by any number of goroutines and, sharing one database, by any number of
@@ -140,8 +171,11 @@ const commitTimeout = 30 * time.Second
 type Store struct {
 	pool       *pgxpool.Pool
 	maxRetries int
-	closed     atomic.Bool
-	closeOnce  sync.Once
+	// opTimeout is Options.OperationTimeout (0: none); Open's start-up
+	// runs with the connect timeout instead.
+	opTimeout time.Duration
+	closed    atomic.Bool
+	closeOnce sync.Once
 }
 
 // The compiler checks that *Store is a p2core.Store.
@@ -149,7 +183,8 @@ var _ p2core.Store = (*Store)(nil)
 
 // Open connects to the database named by dsn (a libpq URL or key=value
 // string, as pgx accepts), creates or migrates the schema, and returns the
-// Store. It fails if the database cannot be reached, the schema cannot be
+// Store. It fails if the database cannot be reached or does not answer
+// within Options.ConnectTimeout (10 s by default), the schema cannot be
 // migrated, or the database was migrated by a newer version of pgstore.
 // opts may be nil.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
@@ -187,14 +222,32 @@ func open(ctx context.Context, dsn string, opts *Options, history []migration) (
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
+	connect := o.ConnectTimeout
+	switch {
+	case connect == 0 && cfg.ConnConfig.ConnectTimeout > 0:
+		connect = cfg.ConnConfig.ConnectTimeout
+	case connect == 0:
+		connect = defaultConnectTimeout
+	case connect < 0:
+		connect = 0
+	}
+	cfg.ConnConfig.ConnectTimeout = connect
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
-	s := &Store{pool: pool, maxRetries: o.MaxRetries}
+	s := &Store{pool: pool, maxRetries: o.MaxRetries, opTimeout: connect}
 	if err := s.migrate(ctx, schema, history); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	switch {
+	case o.OperationTimeout == 0:
+		s.opTimeout = defaultOperationTimeout
+	case o.OperationTimeout < 0:
+		s.opTimeout = 0
+	default:
+		s.opTimeout = o.OperationTimeout
 	}
 	return s, nil
 }
@@ -238,9 +291,11 @@ func (s *Store) enter(ctx context.Context) error {
 
 // fail translates an error of operation op at the backend boundary: a done
 // ctx wins (so errors.Is(err, context.Canceled) holds), then a closed
-// store; p2core sentinels pass through; a unique violation becomes
-// ErrConflict; anything else is wrapped as an internal failure.
-func (s *Store) fail(ctx context.Context, op string, err error) error {
+// store, then the operation's deadline (dl, when done: the error matches
+// context.DeadlineExceeded); p2core sentinels pass through; a unique
+// violation becomes ErrConflict; anything else is wrapped as an internal
+// failure.
+func (s *Store) fail(ctx context.Context, dl *deadline, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -249,6 +304,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	}
 	if s.closed.Load() {
 		return fmt.Errorf("pgstore: %s: %w", op, p2core.ErrClosed)
+	}
+	if dl.passed() {
+		return fmt.Errorf("pgstore: %s: the database did not answer within %v: %w: %w", op, s.opTimeout, p2core.ErrUnavailable, context.DeadlineExceeded)
 	}
 	if isSentinel(err) {
 		return err
@@ -339,26 +397,116 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// deadline is one operation's Options.OperationTimeout: ctx is the
+// caller's ctx with the deadline (for waiting on the pool), and end is
+// the deadline alone, without the caller's cancellation (for COMMIT).
+// A nil *deadline is no deadline.
+type deadline struct {
+	at     time.Time
+	ctx    context.Context
+	end    context.Context
+	cancel func()
+}
+
+// deadline starts the operation's deadline; call done when it returns.
+func (s *Store) deadline(ctx context.Context) *deadline {
+	if s.opTimeout <= 0 {
+		return nil
+	}
+	at := time.Now().Add(s.opTimeout)
+	dctx, cancel1 := context.WithDeadline(ctx, at)
+	end, cancel2 := context.WithDeadline(context.WithoutCancel(ctx), at)
+	return &deadline{at: at, ctx: dctx, end: end, cancel: func() { cancel1(); cancel2() }}
+}
+
+func (d *deadline) done() {
+	if d != nil {
+		d.cancel()
+	}
+}
+
+// passed reports whether the deadline has passed.
+func (d *deadline) passed() bool { return d != nil && !time.Now().Before(d.at) }
+
+// waitCtx is what waiting for a pooled connection honours.
+func (d *deadline) waitCtx(ctx context.Context) context.Context {
+	if d == nil {
+		return ctx
+	}
+	return d.ctx
+}
+
+// commitCtx is what COMMIT and ROLLBACK honour: the deadline, not the
+// caller's cancellation (bounded by commitTimeout without a deadline).
+func (d *deadline) commitCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d == nil {
+		return context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	}
+	return context.WithCancel(d.end)
+}
+
+// commitTimeout bounds a COMMIT, which is sent without the caller's
+// cancellation, when there is no operation deadline.
+const commitTimeout = 30 * time.Second
+
+// guard cuts conn off when the deadline passes, whatever statement it is
+// in: the statements of an operation run with the caller's ctx, so the
+// deadline reaches them through the network connection (its read and
+// write deadline set to now, which pgx treats as a broken connection and
+// closes). The returned func must be called before conn is released.
+func (d *deadline) guard(conn *pgxpool.Conn) (release func()) {
+	if d == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(d.end, func() {
+		_ = conn.Conn().PgConn().Conn().SetDeadline(time.Now())
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired // the connection is broken; the pool discards it
+		}
+	}
+}
+
+// acquire takes a pooled connection guarded by the deadline.
+func (s *Store) acquire(ctx context.Context, d *deadline) (*pgxpool.Conn, func(), error) {
+	conn, err := s.pool.Acquire(d.waitCtx(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	unguard := d.guard(conn)
+	return conn, func() { unguard(); conn.Release() }, nil
+}
+
 // do runs a single-statement read, retrying it on serialisation failures
-// and deadlocks. ctx cancels it at any point.
+// and deadlocks, within the operation deadline. ctx cancels it at any
+// point.
 func (s *Store) do(ctx context.Context, op string, fn func(q querier) error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
+	d := s.deadline(ctx)
+	defer d.done()
 	for attempt := 0; ; attempt++ {
-		err := fn(s.pool)
-		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
-			backoff(ctx, attempt+1)
+		conn, release, err := s.acquire(ctx, d)
+		if err == nil {
+			err = fn(conn)
+			release()
+		}
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil && !d.passed() {
+			backoff(d.waitCtx(ctx), attempt+1)
 			continue
 		}
-		return s.fail(ctx, op, err)
+		return s.fail(ctx, d, op, err)
 	}
 }
 
 // write runs a single-statement write (atomic by itself), retrying it on
-// serialisation failures and deadlocks. ctx is checked before the
-// statement is sent; the statement then runs without ctx's cancellation,
-// bounded by commitTimeout, as a COMMIT does: once sent it may commit on
+// serialisation failures and deadlocks, within the operation deadline.
+// ctx is checked before the statement is sent; the statement then runs
+// without ctx's cancellation, bounded by the deadline, as a COMMIT does: once sent it may commit on
 // the server however the client gives up, so a cancellation that arrives
 // during it must not be reported as "nothing changed". fn gets the
 // context to run the statement with.
@@ -366,44 +514,58 @@ func (s *Store) write(ctx context.Context, op string, fn func(ctx context.Contex
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	d := s.deadline(ctx)
+	defer d.done()
+	wctx, cancel := d.commitCtx(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		err := fn(wctx, s.pool)
-		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
-			backoff(ctx, attempt+1)
+		conn, release, err := s.acquire(ctx, d)
+		if err == nil {
+			err = fn(wctx, conn)
+			release()
+		}
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil && !d.passed() {
+			backoff(d.waitCtx(ctx), attempt+1)
 			continue
 		}
-		return s.fail(ctx, op, err)
+		return s.fail(ctx, d, op, err)
 	}
 }
 
 // tx runs fn in one READ COMMITTED transaction and commits it, retrying
 // the whole transaction on serialisation failures and deadlocks (so fn must
-// reset anything it accumulates). An error from fn rolls back. ctx is
-// checked before COMMIT; the COMMIT itself is not cancelled.
+// reset anything it accumulates), within the operation deadline. An error
+// from fn rolls back. ctx is checked before COMMIT; the COMMIT itself is
+// not cancelled by ctx, only by the deadline.
 func (s *Store) tx(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
+	d := s.deadline(ctx)
+	defer d.done()
 	for attempt := 0; ; attempt++ {
-		err := s.runTx(ctx, fn)
-		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil {
-			backoff(ctx, attempt+1)
+		err := s.runTx(ctx, d, fn)
+		if err != nil && retryable(err) && attempt < s.maxRetries && ctx.Err() == nil && !d.passed() {
+			backoff(d.waitCtx(ctx), attempt+1)
 			continue
 		}
-		return s.fail(ctx, op, err)
+		return s.fail(ctx, d, op, err)
 	}
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(tx pgx.Tx) error) (err error) {
-	tx, err := s.pool.Begin(ctx)
+func (s *Store) runTx(ctx context.Context, d *deadline, fn func(tx pgx.Tx) error) (err error) {
+	conn, release, err := s.acquire(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer release()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+			rctx, cancel := d.commitCtx(ctx)
 			_ = tx.Rollback(rctx)
 			cancel()
 		}
@@ -414,7 +576,7 @@ func (s *Store) runTx(ctx context.Context, fn func(tx pgx.Tx) error) (err error)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	cctx, cancel := d.commitCtx(ctx)
 	defer cancel()
 	return tx.Commit(cctx)
 }
