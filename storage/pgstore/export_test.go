@@ -9,3 +9,19 @@ func OpenWithSyntheticVersion2(ctx context.Context, dsn string, opts *Options, s
 	history := append(migrations[:len(migrations):len(migrations)], migration{version: 2, name: "synthetic test step", sql: sql})
 	return open(ctx, dsn, opts, history)
 }
+
+// PreparedClaims returns how often the claim statement has been executed
+// with a generic and with a custom plan on one of the store's pooled
+// connections, and whether it is prepared there at all (pg_prepared_statements
+// is per connection: open the store with MaxConns 1 to see the one all
+// calls used).
+func PreparedClaims(ctx context.Context, s *Store) (prepared bool, generic, custom int64, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	defer conn.Release()
+	err = conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+		FROM pg_prepared_statements WHERE statement = $1`, claimSQL).Scan(&prepared, &generic, &custom)
+	return prepared, generic, custom, err
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/p2kit/p2kit/p2core"
 )
@@ -28,29 +29,32 @@ type kpSession struct {
 	lrUsed     bool       // the last resort was handed out
 }
 
-// lockKPSession upserts the session's p2kit_kp_sessions row, which locks
-// it until the transaction ends, reserving n upload sequence numbers.
-func lockKPSession(ctx context.Context, tx pgx.Tx, user int64, sid string, n int) (kpSession, error) {
+// lockKPSessionSQL upserts session ($1, $2)'s p2kit_kp_sessions row,
+// which locks it until the transaction ends, reserving $3 upload sequence
+// numbers for as many new regular KeyPackages, whose earliest NotAfter is
+// $4 (NULL when none).
+const lockKPSessionSQL = `INSERT INTO p2kit_kp_sessions (user_id, session_id, next_seq, available, min_not_after)
+	VALUES ($1, $2, 1 + $3::BIGINT, $3::BIGINT, $4::TIMESTAMPTZ)
+	ON CONFLICT (user_id, session_id) DO UPDATE SET next_seq = p2kit_kp_sessions.next_seq + $3::BIGINT,
+		available = p2kit_kp_sessions.available + $3::BIGINT,
+		min_not_after = least(p2kit_kp_sessions.min_not_after, $4::TIMESTAMPTZ)
+	RETURNING next_seq, lr_init_key, lr_not_after, lr_used`
+
+// lockKPSession runs lockKPSessionSQL for no new KeyPackage.
+func lockKPSession(ctx context.Context, tx pgx.Tx, user int64, sid string) (kpSession, error) {
 	var (
 		ks   kpSession
 		next int64
 	)
-	err := tx.QueryRow(ctx, `INSERT INTO p2kit_kp_sessions (user_id, session_id, next_seq) VALUES ($1, $2, 1 + $3::BIGINT)
-		ON CONFLICT (user_id, session_id) DO UPDATE SET next_seq = p2kit_kp_sessions.next_seq + $3::BIGINT
-		RETURNING next_seq, lr_init_key, lr_not_after, lr_used`, user, sid, int64(n)).Scan(&next, &ks.lrKey, &ks.lrNotAfter, &ks.lrUsed)
-	ks.first = next - int64(n)
+	err := tx.QueryRow(ctx, lockKPSessionSQL, user, sid, int64(0), nil).Scan(&next, &ks.lrKey, &ks.lrNotAfter, &ks.lrUsed)
+	ks.first = next
 	return ks, err
 }
 
-// claimInitKeys records keys (as kind, each in use until the matching
-// notAfter) in p2kit_init_keys. It returns ErrDuplicateKeyPackage if any
-// key is held by the rule p2core.InitKeyHeld. keys must be free of
-// repeats. Keys not recorded yet are inserted in one statement; only keys
-// already recorded are read (and locked) to apply the rule, and those
-// found free are taken over.
-func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []time.Time, kind int16, now time.Time) error {
-	// Insert in byte order, so two uploads sharing keys wait for each other
-	// instead of deadlocking.
+// sortedKeys returns keys (each made non-nil) and their notAfters in
+// byte order: every transaction inserts init keys in that order, so two
+// uploads sharing keys wait for each other instead of deadlocking.
+func sortedKeys(keys [][]byte, notAfters []time.Time) ([][]byte, []time.Time) {
 	idx := make([]int, len(keys))
 	for i := range idx {
 		idx[i] = i
@@ -61,11 +65,24 @@ func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []ti
 	for i, j := range idx {
 		ks[i], nas[i] = nn(keys[j]), notAfters[j]
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO p2kit_init_keys (init_key, kind, not_after)
-		SELECT u.k, $3::SMALLINT, u.na FROM unnest($1::BYTEA[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS u(k, na, ord)
-		ORDER BY u.ord
-		ON CONFLICT (init_key) DO NOTHING
-		RETURNING init_key`, ks, nas, kind)
+	return ks, nas
+}
+
+// insertInitKeysSQL records the init keys $1 (sorted), in use until $2,
+// as kind $3, skipping those already recorded; it returns those recorded.
+const insertInitKeysSQL = `INSERT INTO p2kit_init_keys (init_key, kind, not_after)
+	SELECT u.k, $3::SMALLINT, u.na FROM unnest($1::BYTEA[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS u(k, na, ord)
+	ORDER BY u.ord
+	ON CONFLICT (init_key) DO NOTHING
+	RETURNING init_key`
+
+// claimInitKeys records keys (as kind, each in use until the matching
+// notAfter) in p2kit_init_keys. It returns ErrDuplicateKeyPackage if any
+// key is held by the rule p2core.InitKeyHeld. keys must be free of
+// repeats.
+func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []time.Time, kind int16, now time.Time) error {
+	ks, nas := sortedKeys(keys, notAfters)
+	rows, err := tx.Query(ctx, insertInitKeysSQL, ks, nas, kind)
 	if err != nil {
 		return err
 	}
@@ -73,6 +90,15 @@ func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []ti
 	if err != nil {
 		return err
 	}
+	return takeOverInitKeys(ctx, tx, ks, nas, inserted, kind, now)
+}
+
+// takeOverInitKeys applies p2core.InitKeyHeld to the keys of ks (sorted,
+// with their notAfters nas) that insertInitKeysSQL did not insert, as
+// they are recorded already: ErrDuplicateKeyPackage if one is held, else
+// they are taken over as kind. Only keys already recorded are read (and
+// locked), so the common case, all keys new, costs nothing here.
+func takeOverInitKeys(ctx context.Context, tx pgx.Tx, ks [][]byte, nas []time.Time, inserted [][]byte, kind int16, now time.Time) error {
 	if len(inserted) == len(ks) {
 		return nil
 	}
@@ -114,55 +140,95 @@ func releaseLastResort(ctx context.Context, tx pgx.Tx, key []byte, used bool, no
 	return err
 }
 
-// lockUser upserts the user's p2kit_users row, which locks it until the
+// lockUserSQL upserts user $1's p2kit_users row, which locks it until the
 // transaction ends: the per-user caps are checked and kept under it.
+const lockUserSQL = `INSERT INTO p2kit_users (user_id) VALUES ($1)
+	ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id`
+
+// lockUser runs lockUserSQL.
 func lockUser(ctx context.Context, tx pgx.Tx, user int64) error {
-	_, err := tx.Exec(ctx, `INSERT INTO p2kit_users (user_id) VALUES ($1)
-		ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id`, user)
+	_, err := tx.Exec(ctx, lockUserSQL, user)
 	return err
 }
 
+// userLiveSQL counts user $1's live regular KeyPackages at $2 from the
+// sessions' counts (see claimSQL), less $3 (the KeyPackages this
+// transaction has counted already but not inserted yet).
+const userLiveSQL = `SELECT coalesce(sum(s.available - CASE WHEN s.min_not_after <= $2 THEN (SELECT count(*) FROM p2kit_key_packages e
+		WHERE e.user_id = $1 AND e.session_id = s.session_id AND e.not_after <= $2) ELSE 0 END), 0) - $3::BIGINT
+	FROM p2kit_kp_sessions s WHERE s.user_id = $1`
+
+// insertKeyPackagesSQL stores the KeyPackages of session ($1, $2) with
+// the upload sequence numbers lockKPSessionSQL reserved last ($3 of them).
+const insertKeyPackagesSQL = `INSERT INTO p2kit_key_packages
+		(user_id, session_id, seq, cipher_suite, ref, init_key, data, not_after, uploaded_at)
+	SELECT $1, $2, (SELECT next_seq FROM p2kit_kp_sessions WHERE user_id = $1 AND session_id = $2) - $3::BIGINT + u.ord - 1,
+		u.suite, u.ref, u.ik, u.data, u.na, u.ua
+	FROM unnest($4::INTEGER[], $5::BYTEA[], $6::BYTEA[], $7::BYTEA[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[])
+		WITH ORDINALITY AS u(suite, ref, ik, data, na, ua, ord)`
+
 // addKeyPackages stores kps (checked by p2core.CheckUpload, fresh of them
 // live) for one session in tx, under the user's lock, or refuses them.
+// Its statements go in one round trip (a pgx batch): lock the user and
+// the session (reserving sequence numbers and counting the KeyPackages
+// in), record the init keys, count the user's live KeyPackages and store
+// the new ones; the rules are applied to the results (a duplicate init
+// key, then the cap) before COMMIT, which undoes everything on a refusal.
 func addKeyPackages(ctx context.Context, tx pgx.Tx, kps []p2core.KeyPackage, fresh, max int, now time.Time) error {
 	n := len(kps)
 	var (
 		suites              = make([]int32, n)
 		refs, keys, datas   = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 		notAfters, uploaded = make([]time.Time, n), make([]time.Time, n)
+		earliest            = ts(kps[0].NotAfter)
 	)
 	for i, kp := range kps {
 		suites[i] = int32(kp.CipherSuite)
 		refs[i], keys[i], datas[i] = nn(kp.Ref), nn(kp.InitKey), nn(kp.Data)
 		notAfters[i], uploaded[i] = ts(kp.NotAfter), ts(kp.UploadedAt)
+		if notAfters[i].Before(earliest) {
+			earliest = notAfters[i]
+		}
 	}
 	u, id := uid(kps[0].UserID), string(kps[0].SessionID)
-	if err := lockUser(ctx, tx, u); err != nil {
-		return err
+	ks, nas := sortedKeys(keys, notAfters)
+	b := &pgx.Batch{}
+	b.Queue(lockUserSQL, u)
+	b.Queue(lockKPSessionSQL, u, id, int64(n), earliest)
+	b.Queue(insertInitKeysSQL, ks, nas, int16(keyStored))
+	b.Queue(userLiveSQL, u, now, int64(n))
+	b.Queue(insertKeyPackagesSQL, u, id, int64(n), suites, refs, keys, datas, notAfters, uploaded)
+	br := tx.SendBatch(ctx, b)
+	var (
+		inserted [][]byte
+		have     int64
+	)
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
 	}
-	ks, err := lockKPSession(ctx, tx, u, id, n)
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			inserted, err = pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		}
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&have)
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}
-	if err := claimInitKeys(ctx, tx, keys, notAfters, keyStored, now); err != nil {
+	if err := takeOverInitKeys(ctx, tx, ks, nas, inserted, keyStored, now); err != nil {
 		return err
 	}
-	// Counting is this backend's part of p2core.Live: not_after > now.
-	var have int64
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM p2kit_key_packages
-		WHERE user_id = $1 AND not_after > $2`, u, now).Scan(&have); err != nil {
-		return err
-	}
-	if err := p2core.CheckKeyPackageCap(int(have), fresh, max); err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO p2kit_key_packages
-			(user_id, session_id, seq, cipher_suite, ref, init_key, data, not_after, uploaded_at)
-		SELECT $1, $2, $3::BIGINT + u.ord - 1, u.suite, u.ref, u.ik, u.data, u.na, u.ua
-		FROM unnest($4::INTEGER[], $5::BYTEA[], $6::BYTEA[], $7::BYTEA[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[])
-			WITH ORDINALITY AS u(suite, ref, ik, data, na, ua, ord)`,
-		u, id, ks.first, suites, refs, keys, datas, notAfters, uploaded)
-	return err
+	return p2core.CheckKeyPackageCap(int(have), fresh, max)
 }
 
 // AddKeyPackages implements p2core.KeyPackageStore in one transaction:
@@ -191,7 +257,7 @@ func (s *Store) AddKeyPackages(ctx context.Context, kps []p2core.KeyPackage, max
 func setLastResort(ctx context.Context, tx pgx.Tx, kp p2core.KeyPackage, now time.Time) error {
 	u, id := uid(kp.UserID), string(kp.SessionID)
 	key, notAfter := nn(kp.InitKey), ts(kp.NotAfter)
-	old, err := lockKPSession(ctx, tx, u, id, 0)
+	old, err := lockKPSession(ctx, tx, u, id)
 	if err != nil {
 		return err
 	}
@@ -260,63 +326,70 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 	return out, nil
 }
 
-// claimSQL claims, for every session of user $1, the oldest regular
-// KeyPackage whose NotAfter is after $2 (of suite $3 unless 0) that no
-// concurrent transaction has locked, deletes it and marks its init key
-// handed out, all in one statement. It returns one row per session of the
-// user: the claimed KeyPackage (NULLs when none), the number of the
-// session's unexpired regular KeyPackages in the statement's snapshot
-// (which still counts the claimed one), and, when none was claimed,
-// whether some would match (they are all locked by concurrent claims).
-const claimSQL = `WITH pick AS (
-	SELECT k.user_id, k.session_id, k.seq
-	FROM p2kit_kp_sessions s
-	CROSS JOIN LATERAL (
-		SELECT c.user_id, c.session_id, c.seq FROM p2kit_key_packages c
-		WHERE c.user_id = s.user_id AND c.session_id = s.session_id
+// claimSQL is a claim's common case, one statement: for every session of
+// user $1, in session order, it locks the session's p2kit_kp_sessions row
+// (so claims of one session take turns: the row holds the counts they
+// update) and takes the first regular KeyPackage at or after the
+// session's head that is claimable at $2 for suite $3 (0: any), through
+// the primary key's (user_id, session_id, seq) order: deleted, its init
+// key marked handed out, the session's count decremented and, for a claim
+// of any suite, its head moved past it (every KeyPackage before the head
+// is gone, so no claim walks over the index entries its predecessors
+// deleted). It returns one row per session: the KeyPackage taken (NULLs
+// when none), the session's live regular KeyPackages after the claim, and
+// whether the session stores anything (a session that gave nothing and
+// stores something goes to p2core.ClaimFrom's last-resort rule).
+//
+// Counting is this backend's form of p2core.Live: available counts every
+// stored regular KeyPackage, expired or not, and min_not_after is a lower
+// bound of their NotAfter; only when it has passed are the session's
+// expired KeyPackages counted (and the bound renewed), which purges
+// (every minute in the example server) keep rare.
+//
+// The pick locks its row (FOR UPDATE): a claim that waited for the session
+// row sees, in its snapshot, rows a suite-filtered claim deleted meanwhile
+// (a suite-filtered claim does not move the head); locking skips them.
+const claimSQL = `WITH s AS (
+	SELECT session_id, head, available, min_not_after, lr_init_key IS NOT NULL OR available > 0 AS stores
+	FROM p2kit_kp_sessions
+	WHERE user_id = $1
+	ORDER BY session_id
+	FOR UPDATE
+), pick AS (
+	SELECT s.session_id, k.seq
+	FROM s CROSS JOIN LATERAL (
+		SELECT c.seq FROM p2kit_key_packages c
+		WHERE c.user_id = $1 AND c.session_id = s.session_id AND c.seq >= s.head
 			AND c.not_after > $2 AND ($3::INTEGER = 0 OR c.cipher_suite = $3::INTEGER)
 		ORDER BY c.seq
 		LIMIT 1
-		FOR UPDATE SKIP LOCKED
+		FOR UPDATE
 	) k
-	WHERE s.user_id = $1
-), claimed AS (
+), taken AS (
 	DELETE FROM p2kit_key_packages k USING pick
-	WHERE k.user_id = pick.user_id AND k.session_id = pick.session_id AND k.seq = pick.seq
-	RETURNING k.session_id, k.cipher_suite, k.ref, k.init_key, k.data, k.not_after, k.uploaded_at
+	WHERE k.user_id = $1 AND k.session_id = pick.session_id AND k.seq = pick.seq
+	RETURNING k.session_id, k.seq, k.cipher_suite, k.ref, k.init_key, k.data, k.not_after, k.uploaded_at
 ), handed AS (
-	UPDATE p2kit_init_keys i SET kind = 3 FROM claimed WHERE i.init_key = claimed.init_key
+	UPDATE p2kit_init_keys i SET kind = 3 FROM taken WHERE i.init_key = taken.init_key
+), expired AS (
+	SELECT s.session_id, (SELECT count(*) FROM p2kit_key_packages e
+		WHERE e.user_id = $1 AND e.session_id = s.session_id AND e.not_after <= $2) AS n,
+		(SELECT min(e.not_after) FROM p2kit_key_packages e
+		WHERE e.user_id = $1 AND e.session_id = s.session_id) AS low
+	FROM s WHERE s.min_not_after <= $2
+), counted AS (
+	UPDATE p2kit_kp_sessions x SET available = x.available - 1,
+		head = CASE WHEN $3::INTEGER = 0 THEN t.seq + 1 ELSE x.head END,
+		min_not_after = coalesce((SELECT e.low FROM expired e WHERE e.session_id = t.session_id), x.min_not_after)
+	FROM taken t WHERE x.user_id = $1 AND x.session_id = t.session_id
+	RETURNING x.session_id, x.available
 )
-SELECT s.session_id, c.cipher_suite, c.ref, c.init_key, c.data, c.not_after, c.uploaded_at,
-	(SELECT count(*) FROM p2kit_key_packages a
-		WHERE a.user_id = $1 AND a.session_id = s.session_id AND a.not_after > $2),
-	CASE WHEN c.session_id IS NULL THEN EXISTS (SELECT 1 FROM p2kit_key_packages a
-		WHERE a.user_id = $1 AND a.session_id = s.session_id AND a.not_after > $2
-			AND ($3::INTEGER = 0 OR a.cipher_suite = $3::INTEGER)) ELSE FALSE END
-FROM p2kit_kp_sessions s LEFT JOIN claimed c ON c.session_id = s.session_id
-WHERE s.user_id = $1`
-
-// claimWaitSQL claims the oldest claimable KeyPackage of one session ($4),
-// waiting for rows that concurrent claimers hold: a row they delete is
-// skipped, a row they leave (rolled back) is taken.
-const claimWaitSQL = `WITH pick AS (
-	SELECT c.seq FROM p2kit_key_packages c
-	WHERE c.user_id = $1 AND c.session_id = $4
-		AND c.not_after > $2 AND ($3::INTEGER = 0 OR c.cipher_suite = $3::INTEGER)
-	ORDER BY c.seq
-	LIMIT 1
-	FOR UPDATE
-), claimed AS (
-	DELETE FROM p2kit_key_packages k USING pick
-	WHERE k.user_id = $1 AND k.session_id = $4 AND k.seq = pick.seq
-	RETURNING k.cipher_suite, k.ref, k.init_key, k.data, k.not_after, k.uploaded_at
-), handed AS (
-	UPDATE p2kit_init_keys i SET kind = 3 FROM claimed WHERE i.init_key = claimed.init_key
-)
-SELECT c.cipher_suite, c.ref, c.init_key, c.data, c.not_after, c.uploaded_at,
-	(SELECT count(*) FROM p2kit_key_packages a
-		WHERE a.user_id = $1 AND a.session_id = $4 AND a.not_after > $2) - 1
-FROM claimed c`
+SELECT s.session_id, t.cipher_suite, t.ref, t.init_key, t.data, t.not_after, t.uploaded_at,
+	coalesce(c.available, s.available) - coalesce(e.n, 0), s.stores
+FROM s LEFT JOIN taken t ON t.session_id = s.session_id
+	LEFT JOIN counted c ON c.session_id = s.session_id
+	LEFT JOIN expired e ON e.session_id = s.session_id
+ORDER BY s.session_id`
 
 // claimRow scans the KeyPackage columns shared by the claim statements.
 type claimRow struct {
@@ -341,139 +414,123 @@ func (r claimRow) keyPackage(user p2core.UserID, sid string) p2core.KeyPackage {
 	}
 }
 
-// errOutOfOrder makes the batched claim roll back and run again session
-// by session (see claim.TakeOldest).
-var errOutOfOrder = errors.New("pgstore: claim must wait out of session order")
-
-// ClaimKeyPackages implements p2core.KeyPackageStore in one transaction
-// with p2core.ClaimFrom (see the package doc for how it stays
-// exactly-once across instances). Remaining counts the session's
-// unexpired regular KeyPackages as of the claim's snapshot: claims by
-// concurrent transactions that have not committed yet are still counted.
+// ClaimKeyPackages implements p2core.KeyPackageStore with
+// p2core.ClaimFrom. Its common case (every session gives a regular
+// KeyPackage) is one statement, claimSQL, committed on its own; only when
+// a session gave nothing does a transaction follow for the last-resort
+// rule, which re-checks under the session's row lock that no claimable
+// regular KeyPackage has been uploaded since (if one has, that session
+// gives nothing this time). The statement is sent without ctx's
+// cancellation (the operation deadline still bounds it): once it has run,
+// its KeyPackages are reported, not lost to a late cancel. Should the
+// follow-up transaction fail, the KeyPackages the statement took are lost,
+// never handed out twice.
 //
-// Deadlock freedom: a claim only ever waits for a KeyPackage in session X
-// that another claimer holds while holding KeyPackages of sessions
-// ordered before X only, so claimers cannot wait for each other in a
-// cycle; last resorts are locked after every KeyPackage wait, in session
-// order. The batched first statement takes rows of every session at once
-// without waiting (SKIP LOCKED); when a session then needs a wait that
-// would break the order, the transaction is rolled back and the claim
-// runs session by session in order instead.
+// Deadlock freedom: a claim locks its user's session rows in session
+// order before any KeyPackage or init key, as uploads (one session row,
+// then init keys) and EndSession (the session row first) do.
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
 	now = ts(now)
-	c := &claim{ctx: ctx, user: user, u: uid(user)}
+	c := &claim{ctx: ctx, user: user, u: uid(user), now: now, suite: int32(suite)}
+	err := s.doConn(ctx, "ClaimKeyPackages", func(conn *pgxpool.Conn) error { return c.first(conn, suite, now) })
+	if err != nil {
+		return nil, err
+	}
+	if len(c.rest) == 0 {
+		return p2core.ClaimFrom(c, suite, now)
+	}
 	var out []p2core.ClaimedKeyPackage
-	run := func(tx pgx.Tx) (err error) {
+	err = s.tx(ctx, "ClaimKeyPackages", func(tx pgx.Tx) (err error) {
 		c.tx = tx
 		out, err = p2core.ClaimFrom(c, suite, now)
 		return err
-	}
-	err := s.tx(ctx, "ClaimKeyPackages", run)
-	if errors.Is(err, errOutOfOrder) {
-		c.sequential = true
-		err = s.tx(ctx, "ClaimKeyPackages", run)
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// claim is one ClaimKeyPackages call: the p2core.ClaimSource of one
-// transaction.
+// claim is one ClaimKeyPackages call: the p2core.ClaimSource whose
+// TakeOldest is claimSQL's result and whose last-resort steps run in tx.
 type claim struct {
-	ctx        context.Context
-	tx         pgx.Tx
-	user       p2core.UserID
-	u          int64
-	sequential bool
+	ctx   context.Context
+	tx    pgx.Tx
+	user  p2core.UserID
+	u     int64
+	now   time.Time
+	suite int32
+	taken []p2core.ClaimedKeyPackage
+	rest  []p2core.SessionID
 }
 
-// TakeOldest claims for every session with one statement that never
-// waits, then, in session order, waits for the sessions whose candidates
-// are all locked by concurrent claimers. If such a session is ordered
-// before one a KeyPackage was taken from, waiting would break the lock
-// order: errOutOfOrder. In sequential mode it waits session by session.
-func (c *claim) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
-	var (
-		out     []p2core.ClaimedKeyPackage
-		others  []string
-		wait    = map[string]bool{}
-		maxDone string // the greatest session a KeyPackage was taken from
-		anyDone bool
-	)
-	if c.sequential {
-		rows, err := c.tx.Query(c.ctx, `SELECT session_id FROM p2kit_kp_sessions WHERE user_id = $1`, c.u)
-		if err != nil {
-			return nil, nil, err
+// first runs claimSQL on conn. It sends the statement without ctx's
+// cancellation and, when ctx is done, asks the server to cancel it
+// instead: a statement still running (waiting for a lock) is aborted and
+// changes nothing; one that has finished is reported, not lost. A
+// connection that a cancel request was sent for is closed, not pooled,
+// so the request cannot cancel a later statement on it.
+func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
+	c.taken, c.rest = nil, nil
+	sent := make(chan struct{})
+	stop := context.AfterFunc(c.ctx, func() {
+		defer close(sent)
+		cctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		defer cancel()
+		_ = conn.Conn().PgConn().CancelRequest(cctx)
+	})
+	defer func() {
+		if !stop() {
+			<-sent
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = conn.Conn().Close(cctx)
+			cancel()
 		}
-		if others, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return nil, nil, err
-		}
-		for _, sid := range others {
-			wait[sid] = true
-		}
-	} else {
-		rows, err := c.tx.Query(c.ctx, claimSQL, c.u, now, int32(suite))
-		if err != nil {
-			return nil, nil, err
-		}
-		for rows.Next() {
-			var (
-				sid        string
-				r          claimRow
-				candidates bool
-			)
-			if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &candidates); err != nil {
-				rows.Close()
-				return nil, nil, err
-			}
-			if r.suite != nil {
-				out = append(out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available - 1)})
-				if !anyDone || sid > maxDone {
-					maxDone, anyDone = sid, true
-				}
-				continue
-			}
-			others = append(others, sid)
-			wait[sid] = candidates // every candidate is locked by a concurrent claim
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, nil, err
-		}
+	}()
+	rows, err := conn.Query(context.WithoutCancel(c.ctx), claimSQL, c.u, now, int32(suite))
+	if err != nil {
+		return err
 	}
-	slices.Sort(others)
-	var rest []p2core.SessionID
-	for _, sid := range others {
-		if !wait[sid] {
-			rest = append(rest, p2core.SessionID(sid))
-			continue
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			sid    string
+			r      claimRow
+			stores bool
+		)
+		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &stores); err != nil {
+			return err
 		}
-		if anyDone && sid < maxDone {
-			return nil, nil, errOutOfOrder
-		}
-		var r claimRow
-		err := c.tx.QueryRow(c.ctx, claimWaitSQL, c.u, now, int32(suite), sid).Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			rest = append(rest, p2core.SessionID(sid))
-		case err != nil:
-			return nil, nil, err
-		default:
-			out = append(out, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
+		case r.suite != nil:
+			c.taken = append(c.taken, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
+		case stores:
+			c.rest = append(c.rest, p2core.SessionID(sid))
 		}
 	}
-	return out, rest, nil
+	return rows.Err()
 }
 
-// LastResort reads the session's last resort and locks its row.
+// TakeOldest returns what claimSQL took.
+func (c *claim) TakeOldest(uint16, time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+	return c.taken, c.rest, nil
+}
+
+// LastResort reads the session's last resort and locks its row. It finds
+// none when a regular KeyPackage claimable for the claim's suite has been
+// stored since claimSQL found none, so a last resort is never handed out
+// while one remains.
 func (c *claim) LastResort(sid p2core.SessionID) (p2core.KeyPackage, bool, error) {
-	var r claimRow
-	err := c.tx.QueryRow(c.ctx, `SELECT lr_cipher_suite, lr_ref, lr_init_key, lr_data, lr_not_after, lr_uploaded_at
-		FROM p2kit_kp_sessions WHERE user_id = $1 AND session_id = $2 FOR UPDATE`, c.u, string(sid)).
-		Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && r.key == nil) {
+	var (
+		r       claimRow
+		regular bool
+	)
+	err := c.tx.QueryRow(c.ctx, `SELECT lr_cipher_suite, lr_ref, lr_init_key, lr_data, lr_not_after, lr_uploaded_at,
+			EXISTS (SELECT 1 FROM p2kit_key_packages k WHERE k.user_id = s.user_id AND k.session_id = s.session_id
+				AND k.seq >= s.head AND k.not_after > $3 AND ($4::INTEGER = 0 OR k.cipher_suite = $4::INTEGER))
+		FROM p2kit_kp_sessions s WHERE user_id = $1 AND session_id = $2 FOR UPDATE`, c.u, string(sid), c.now, c.suite).
+		Scan(&r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &regular)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (r.key == nil || regular)) {
 		return p2core.KeyPackage{}, false, nil
 	}
 	if err != nil {
@@ -487,14 +544,23 @@ func (c *claim) MarkLastResortUsed(sid p2core.SessionID) error {
 	return err
 }
 
-// Available counts with not_after > now, this backend's form of
-// p2core.Live.
+// Available counts the session's live regular KeyPackages from its count
+// (see claimSQL).
 func (c *claim) Available(sid p2core.SessionID, now time.Time) (int, error) {
 	var n int64
-	err := c.tx.QueryRow(c.ctx, `SELECT count(*) FROM p2kit_key_packages WHERE user_id = $1 AND session_id = $2 AND not_after > $3`,
-		c.u, string(sid), now).Scan(&n)
+	err := c.tx.QueryRow(c.ctx, availableSQL, c.u, string(sid), now).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
 	return int(n), err
 }
+
+// availableSQL counts session ($1, $2)'s live regular KeyPackages at $3:
+// its stored count, less its expired KeyPackages when its NotAfter bound
+// says there may be some.
+const availableSQL = `SELECT s.available - CASE WHEN s.min_not_after <= $3 THEN (SELECT count(*) FROM p2kit_key_packages e
+		WHERE e.user_id = $1 AND e.session_id = $2 AND e.not_after <= $3) ELSE 0 END
+	FROM p2kit_kp_sessions s WHERE s.user_id = $1 AND s.session_id = $2`
 
 // KeyPackageStatus implements p2core.KeyPackageStore. LastResort reports a
 // stored last resort even when it has expired (until it is purged).
@@ -504,12 +570,16 @@ func (s *Store) KeyPackageStatus(ctx context.Context, user p2core.UserID, sid p2
 		available int64
 	)
 	err := s.do(ctx, "KeyPackageStatus", func(q querier) error {
-		return q.QueryRow(ctx, `SELECT
-				(SELECT count(*) FROM p2kit_key_packages WHERE user_id = $1 AND session_id = $2 AND not_after > $3),
-				coalesce(bool_or(s.lr_init_key IS NOT NULL), FALSE),
-				coalesce(bool_or(s.lr_init_key IS NOT NULL AND s.lr_used), FALSE)
+		err := q.QueryRow(ctx, `SELECT s.available - CASE WHEN s.min_not_after <= $3 THEN (SELECT count(*) FROM p2kit_key_packages e
+					WHERE e.user_id = $1 AND e.session_id = $2 AND e.not_after <= $3) ELSE 0 END,
+				s.lr_init_key IS NOT NULL, s.lr_init_key IS NOT NULL AND s.lr_used
 			FROM p2kit_kp_sessions s WHERE s.user_id = $1 AND s.session_id = $2`,
 			uid(user), string(sid), ts(now)).Scan(&available, &st.LastResort, &st.LastResortUsed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			available, st = 0, p2core.KeyPackageStatus{}
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return p2core.KeyPackageStatus{}, err
@@ -532,12 +602,28 @@ func (s *Store) PurgeExpiredKeyPackages(ctx context.Context, now time.Time) (int
 		if _, err := tx.Exec(ctx, `DELETE FROM p2kit_init_keys WHERE not_after <= $1`, now); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM p2kit_key_packages WHERE not_after <= $1`, now)
-		if err != nil {
+		// The sessions' rows first, in order, as claims lock them, then
+		// their expired KeyPackages, counted out of available, and the
+		// NotAfter bound renewed from what remains.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM p2kit_kp_sessions s
+			WHERE (s.user_id, s.session_id) IN (SELECT DISTINCT user_id, session_id FROM p2kit_key_packages WHERE not_after <= $1)
+			ORDER BY s.user_id, s.session_id FOR UPDATE`, now); err != nil {
 			return err
 		}
-		n = tag.RowsAffected()
-		tag, err = tx.Exec(ctx, `UPDATE p2kit_kp_sessions SET lr_cipher_suite = NULL, lr_ref = NULL, lr_init_key = NULL,
+		if err := tx.QueryRow(ctx, `WITH gone AS (
+				DELETE FROM p2kit_key_packages WHERE not_after <= $1 RETURNING user_id, session_id
+			), per AS (
+				SELECT user_id, session_id, count(*) AS n FROM gone GROUP BY user_id, session_id
+			), counted AS (
+				UPDATE p2kit_kp_sessions x SET available = x.available - per.n,
+					min_not_after = (SELECT min(e.not_after) FROM p2kit_key_packages e
+						WHERE e.user_id = x.user_id AND e.session_id = x.session_id AND e.not_after > $1)
+				FROM per WHERE x.user_id = per.user_id AND x.session_id = per.session_id
+			)
+			SELECT coalesce(sum(n), 0) FROM per`, now).Scan(&n); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE p2kit_kp_sessions SET lr_cipher_suite = NULL, lr_ref = NULL, lr_init_key = NULL,
 				lr_data = NULL, lr_not_after = NULL, lr_uploaded_at = NULL, lr_used = FALSE
 			WHERE lr_not_after <= $1`, now)
 		n += tag.RowsAffected()

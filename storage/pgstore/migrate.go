@@ -114,11 +114,18 @@ var migrations = []migration{
 		`CREATE INDEX p2kit_init_keys_expiry_idx ON p2kit_init_keys (not_after)`,
 
 		// One row per session that has (or had) KeyPackages: its lock for
-		// uploads, the upload order counter and the last resort.
+		// uploads and claims, the upload order counter, the counts claims
+		// keep (available: stored regular KeyPackages, expired or not;
+		// min_not_after: a lower bound of their NotAfter, NULL when
+		// none; head: every regular KeyPackage with a smaller seq is
+		// gone) and the last resort.
 		`CREATE TABLE p2kit_kp_sessions (
 			user_id         BIGINT NOT NULL,
 			session_id      TEXT NOT NULL,
 			next_seq        BIGINT NOT NULL,
+			head            BIGINT NOT NULL DEFAULT 1,
+			available       BIGINT NOT NULL DEFAULT 0,
+			min_not_after   TIMESTAMPTZ,
 			lr_cipher_suite INTEGER,
 			lr_ref          BYTEA,
 			lr_init_key     BYTEA,

@@ -27,24 +27,34 @@
 //     which holds every live init key: stored KeyPackages, last resorts and
 //     handed-out KeyPackages (until their NotAfter). Two uploads of one init
 //     key race on that index, so exactly one wins. An upload takes the
-//     session's p2kit_kp_sessions row lock (an upsert) before counting
-//     against the cap, so concurrent uploads cannot overshoot it; it stores
-//     all its KeyPackages in one transaction or none.
-//   - ClaimKeyPackages is one transaction. For every session it deletes the
-//     oldest claimable KeyPackage chosen with FOR UPDATE SKIP LOCKED (so
-//     concurrent claimers take different rows instead of queueing on one)
-//     and marks its init key handed out in the same statement. When that
-//     finds nothing although claimable rows exist, they are all locked by
-//     concurrent claimers: the claim then waits for them with a plain FOR
-//     UPDATE and takes whichever survives (a claimer that rolls back leaves
-//     its row), and only when none does is the last resort handed out. So
-//     no KeyPackage is handed out twice, and the last resort is never
-//     handed out while a regular KeyPackage remains. A claim waits only in
-//     session order (when the batched first statement has taken rows of
-//     later sessions, the transaction is redone session by session), so
-//     concurrent claims cannot deadlock. The one relaxation of "oldest
-//     first": when a claimer rolls back, a concurrent claim may already
-//     have taken a younger KeyPackage than the one left behind.
+//     user's p2kit_users row lock (an upsert) and its session's
+//     p2kit_kp_sessions row lock before counting against the per-user cap,
+//     so concurrent uploads cannot overshoot it; it stores all its
+//     KeyPackages in one transaction or none, its statements sent in one
+//     round trip (the init keys and KeyPackages each one INSERT ... SELECT
+//     FROM unnest).
+//   - Counts are columns: each session's p2kit_kp_sessions row holds how
+//     many regular KeyPackages it stores (available), a lower bound of
+//     their NotAfter, and its head (every regular KeyPackage with a lower
+//     upload sequence number is gone). Uploads, claims and purges update
+//     them in the statements that change the KeyPackages, under the row's
+//     lock, so nothing counts rows to answer Remaining, route 15 or the
+//     cap; only when the NotAfter bound has passed (a KeyPackage expired
+//     and is not purged yet) are the session's expired ones counted.
+//   - ClaimKeyPackages is, in the common case, one statement committed on
+//     its own: it locks the user's session rows in session order, takes
+//     from each session the first claimable KeyPackage at or after its head
+//     through the primary key (user_id, session_id, seq), deletes it, marks
+//     its init key handed out, and updates the session's counts and head.
+//     So claims of one session take turns on its row (about one commit
+//     time each), claims of different users run side by side, and a claim
+//     never walks over index entries its predecessors deleted. Only a
+//     session that gives nothing goes on to p2core.ClaimFrom's last-resort
+//     rule, in a transaction that re-checks under the row lock that no
+//     claimable regular KeyPackage has arrived since. So no KeyPackage is
+//     handed out twice, and the last resort is never handed out while a
+//     regular KeyPackage remains. Every writer of KeyPackages locks the
+//     session row before the KeyPackage rows, so they cannot deadlock.
 //   - PutIDCert and EndSession serialise per session on a p2kit_cert_heads
 //     row; a partial unique index guarantees one current cert per session.
 //   - AddServerKey is a compare-and-swap: the current key's row is updated
@@ -92,7 +102,7 @@
 // where noted) CockroachDB: pg_advisory_xact_lock for the migration lock
 // (a no-op stub in CockroachDB releases before 2026: there, start the
 // first instance alone), FOR
-// UPDATE SKIP LOCKED, INSERT ... ON CONFLICT, data-modifying WITH queries,
+// UPDATE, INSERT ... ON CONFLICT, data-modifying WITH queries,
 // multi-argument unnest WITH ORDINALITY, partial unique indexes, and
 // search_path for the schema. Statements are prepared and cached per
 // connection (pgx's default); behind PgBouncer in transaction mode, set
@@ -484,6 +494,11 @@ func (s *Store) acquire(ctx context.Context, d *deadline) (*pgxpool.Conn, func()
 // and deadlocks, within the operation deadline. ctx cancels it at any
 // point.
 func (s *Store) do(ctx context.Context, op string, fn func(q querier) error) error {
+	return s.doConn(ctx, op, func(conn *pgxpool.Conn) error { return fn(conn) })
+}
+
+// doConn is do for operations that need the connection itself.
+func (s *Store) doConn(ctx context.Context, op string, fn func(conn *pgxpool.Conn) error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}

@@ -324,3 +324,35 @@ func TestOpenOfClosedPortIsUnavailable(t *testing.T) {
 		t.Fatalf("Open of a closed port: %v, want ErrUnavailable", err)
 	}
 }
+
+// A claim is one prepared statement: pgx prepares it once per connection
+// and later claims only bind and execute it, and PostgreSQL soon runs it
+// with a generic plan, so a claim pays no parsing or planning.
+func TestClaimIsOnePreparedStatementRunWithAGenericPlan(t *testing.T) {
+	s := openStore(t, freshSchema(t), &pgstore.Options{MaxConns: 1})
+	ctx := t.Context()
+	const claims = 12
+	kps := make([]p2core.KeyPackage, claims)
+	for i := range kps {
+		kps[i] = kp(7, "s", now.Add(time.Hour))
+	}
+	if err := s.AddKeyPackages(ctx, kps, 100, now); err != nil {
+		t.Fatal(err)
+	}
+	for range claims {
+		got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+		if err != nil || len(got) != 1 || got[0].LastResort {
+			t.Fatalf("claim: %v, %+v", err, got)
+		}
+	}
+	prepared, generic, custom, err := pgstore.PreparedClaims(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !prepared || generic+custom != claims {
+		t.Fatalf("claim statement prepared %v, executed %d times with generic and %d with custom plans; want prepared, %d executions", prepared, generic, custom, claims)
+	}
+	if generic == 0 {
+		t.Errorf("all %d claims were planned anew (custom plans); want PostgreSQL to settle on a generic plan", claims)
+	}
+}
