@@ -421,10 +421,12 @@ func (r claimRow) keyPackage(user p2core.UserID, sid string) p2core.KeyPackage {
 // rule, which re-checks under the session's row lock that no claimable
 // regular KeyPackage has been uploaded since (if one has, that session
 // gives nothing this time). The statement is sent without ctx's
-// cancellation (the operation deadline still bounds it): once it has run,
-// its KeyPackages are reported, not lost to a late cancel. Should the
-// follow-up transaction fail, the KeyPackages the statement took are lost,
-// never handed out twice.
+// cancellation (the operation deadline still bounds it), and a cancel
+// asks the server to abort it: either it is aborted and nothing changes,
+// or it has run and the claim goes on to its end and reports it, not lost
+// to a late cancel. Should the follow-up transaction fail (the deadline,
+// the database gone), the KeyPackages the statement took are lost, never
+// handed out twice.
 //
 // Deadlock freedom: a claim locks its user's session rows in session
 // order before any KeyPackage or init key, as uploads (one session row,
@@ -439,6 +441,10 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	if len(c.rest) == 0 {
 		return p2core.ClaimFrom(c, suite, now)
 	}
+	// The statement has committed what it took: the rest of the claim
+	// runs to its end whatever ctx says, so that it is reported.
+	ctx = context.WithoutCancel(ctx)
+	c.ctx = ctx
 	var out []p2core.ClaimedKeyPackage
 	err = s.tx(ctx, "ClaimKeyPackages", func(tx pgx.Tx) (err error) {
 		c.tx = tx
