@@ -76,8 +76,12 @@ func (s *Service) storeSession(ctx context.Context, n NewSession) (string, Sessi
 }
 
 // AuthenticateSession returns the session whose bearer token is token.
-// Unknown, malformed or revoked tokens give ErrUnauthorized. The lookup is
-// by SHA-256 of the token, so its timing says nothing about stored tokens.
+// Unknown, malformed or revoked tokens give ErrUnauthorized, and so does
+// a session that has ended by itself (Config.SessionTTL,
+// Config.SessionIdleTTL, or a foreign session's expired ID-Cert), which it
+// ends as EndSession does. It records the session's use in the Store at
+// most once a minute. The lookup is by SHA-256 of the token, so its
+// timing says nothing about stored tokens.
 func (s *Service) AuthenticateSession(ctx context.Context, token string) (Session, error) {
 	if !wellFormedToken(token) {
 		return Session{}, Errorf(ErrUnauthorized, "invalid session token")
