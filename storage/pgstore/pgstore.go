@@ -73,10 +73,13 @@
 // # Context, deadlines and timeouts
 //
 // Every method returns an error matching ctx.Err() when ctx is done before
-// it starts, and passes ctx to every statement. A multi-statement method
+// it starts. Reads pass ctx to every statement. A multi-statement method
 // runs in one transaction and checks ctx again before COMMIT, which it then
 // sends without ctx's cancellation: once the work is done it is committed
-// and reported, not lost to a late cancel.
+// and reported, not lost to a late cancel. A single-statement write is,
+// like a COMMIT, not interrupted by ctx once sent: the server may commit
+// it whatever the client does, so a cancellation during it cannot
+// honestly be reported as "nothing changed".
 //
 // A database that stops answering cannot hold a caller: each method's
 // database work (waiting for a pooled connection, statements, retries and

@@ -69,13 +69,15 @@ func (s *Store) CreateSession(ctx context.Context, n p2core.NewSession, lim p2co
 				return err
 			}
 		}
-		if len(kps) > 0 {
-			if err := addKeyPackages(ctx, tx, kps, fresh, lim.MaxKeyPackages, now); err != nil {
+		// The last resort first: its init key is checked before the cap
+		// is counted, so a duplicate wins over the cap as documented.
+		if lr != nil {
+			if err := setLastResort(ctx, tx, *lr, now); err != nil {
 				return err
 			}
 		}
-		if lr != nil {
-			if err := setLastResort(ctx, tx, *lr, now); err != nil {
+		if len(kps) > 0 {
+			if err := addKeyPackages(ctx, tx, kps, fresh, lim.MaxKeyPackages, now); err != nil {
 				return err
 			}
 		}
