@@ -332,10 +332,12 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 // update) and takes the first regular KeyPackage at or after the
 // session's head that is claimable at $2 for suite $3 (0: any), through
 // the primary key's (user_id, session_id, seq) order: deleted, its init
-// key marked handed out, the session's count decremented and, for a claim
-// of any suite, its head moved past it (every KeyPackage before the head
-// is gone, so no claim walks over the index entries its predecessors
-// deleted). It returns one row per session: the KeyPackage taken (NULLs
+// key marked handed out, the session's count decremented and, when it was
+// the first KeyPackage stored at or after the head, the head moved past
+// it (every KeyPackage before the head is gone, so no claim walks over
+// the index entries its predecessors deleted; one that is not claimable
+// at this claim's time or suite stays ahead of the head, as a claim at
+// another time or of another suite may take it). It returns one row per session: the KeyPackage taken (NULLs
 // when none), the session's live regular KeyPackages after the claim, and
 // whether the session stores anything (a session that gave nothing and
 // stores something goes to p2core.ClaimFrom's last-resort rule).
@@ -347,8 +349,8 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 // (every minute in the example server) keep rare.
 //
 // The pick locks its row (FOR UPDATE): a claim that waited for the session
-// row sees, in its snapshot, rows a suite-filtered claim deleted meanwhile
-// (a suite-filtered claim does not move the head); locking skips them.
+// row sees, in its snapshot, rows another claim deleted meanwhile without
+// moving the head past them; locking skips them.
 const claimSQL = `WITH s AS (
 	SELECT session_id, head, available, min_not_after, lr_init_key IS NOT NULL OR available > 0 AS stores
 	FROM p2kit_kp_sessions
@@ -356,7 +358,9 @@ const claimSQL = `WITH s AS (
 	ORDER BY session_id
 	FOR UPDATE
 ), pick AS (
-	SELECT s.session_id, k.seq
+	SELECT s.session_id, k.seq, (SELECT f.seq FROM p2kit_key_packages f
+		WHERE f.user_id = $1 AND f.session_id = s.session_id AND f.seq >= s.head
+		ORDER BY f.seq LIMIT 1) AS first
 	FROM s CROSS JOIN LATERAL (
 		SELECT c.seq FROM p2kit_key_packages c
 		WHERE c.user_id = $1 AND c.session_id = s.session_id AND c.seq >= s.head
@@ -379,9 +383,10 @@ const claimSQL = `WITH s AS (
 	FROM s WHERE s.min_not_after <= $2
 ), counted AS (
 	UPDATE p2kit_kp_sessions x SET available = x.available - 1,
-		head = CASE WHEN $3::INTEGER = 0 THEN t.seq + 1 ELSE x.head END,
+		head = CASE WHEN t.seq = p.first THEN t.seq + 1 ELSE x.head END,
 		min_not_after = coalesce((SELECT e.low FROM expired e WHERE e.session_id = t.session_id), x.min_not_after)
-	FROM taken t WHERE x.user_id = $1 AND x.session_id = t.session_id
+	FROM taken t JOIN pick p ON p.session_id = t.session_id
+	WHERE x.user_id = $1 AND x.session_id = t.session_id
 	RETURNING x.session_id, x.available
 )
 SELECT s.session_id, t.cipher_suite, t.ref, t.init_key, t.data, t.not_after, t.uploaded_at,
