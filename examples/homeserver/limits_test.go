@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2kit/p2kit/httpadapter"
 	"github.com/p2kit/p2kit/storage/memstore"
 )
 
@@ -34,6 +35,14 @@ func newTestApp(t *testing.T, logw io.Writer, args ...string) *app {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// freezeAccountLimits gives a's /login and /register limits a clock that
+// stands still, so that the counts below do not depend on how fast this
+// machine runs the requests (a bucket refills while they run).
+func freezeAccountLimits(a *app) {
+	t0 := time.Now()
+	a.accountLimits.limiter = httpadapter.NewTokenBuckets(func() time.Time { return t0 })
 }
 
 // account sends POST path with username and password from addr and
@@ -63,6 +72,7 @@ func count(statuses []int, want int) int {
 
 func TestLoginIsLimitedByAddressAndByUsername(t *testing.T) {
 	a := newTestApp(t, io.Discard)
+	freezeAccountLimits(a)
 	lim := a.accountLimits
 	// One address tries many usernames: its burst, then 429.
 	var st []int
@@ -91,6 +101,7 @@ func TestLoginIsLimitedByAddressAndByUsername(t *testing.T) {
 
 func TestRegisterIsLimitedByAddressAndByUsername(t *testing.T) {
 	a := newTestApp(t, io.Discard)
+	freezeAccountLimits(a)
 	lim := a.accountLimits
 	var st []int
 	for i := range 15 {
