@@ -22,7 +22,7 @@ import (
 	"github.com/p2kit/p2kit/p2core/mls/mlstest"
 )
 
-// TestMeasureRefusedRequestCPU measures the server CPU one refused request
+// BenchmarkRefusedRequestCPU measures the server CPU one refused request
 // costs, from /proc/PID/stat of the example server's process (utime +
 // stime before and after, divided by the requests), for the two attacks of
 // issue 15 that cost the most:
@@ -32,18 +32,17 @@ import (
 //   - route 12 re-uploading 100 P-521 KeyPackages already stored (refused
 //     409 P2CORE_DUPLICATE_KEYPACKAGE).
 //
-// It is a measurement, not a check, so it runs only when asked:
+// It is a measurement, not a check, so it is a benchmark (go test runs it
+// only when asked) and reports the two figures as metrics:
 //
-//	P2KIT_MEASURE_CPU=1 go test -run TestMeasureRefusedRequestCPU -v ./examples/homeserver
+//	go test -run '^$' -bench RefusedRequestCPU -benchtime 1x ./examples/homeserver
 //
 // P2KIT_MEASURE_BIN names another build of the example server to measure
 // (a build of an older commit, for a before figure); P2KIT_MEASURE_N is the
 // number of requests of each kind (default 20). Rate limits are off in the
 // servers, so that what is measured is the refusal itself.
-func TestMeasureRefusedRequestCPU(t *testing.T) {
-	if os.Getenv("P2KIT_MEASURE_CPU") == "" {
-		t.Skip("a measurement: set P2KIT_MEASURE_CPU=1 to run it")
-	}
+func BenchmarkRefusedRequestCPU(bench *testing.B) {
+	var t testing.TB = bench
 	n := 20
 	if v := os.Getenv("P2KIT_MEASURE_N"); v != "" {
 		var err error
@@ -116,7 +115,8 @@ func TestMeasureRefusedRequestCPU(t *testing.T) {
 	report := fmt.Sprintf("server CPU per refused request (%d requests each): route 16, garbage token + 100 P-521 KeyPackages: %.1f ms; route 12, re-upload of 100 known P-521 KeyPackages: %.1f ms",
 		n, perLogin.Seconds()*1000, perReupload.Seconds()*1000)
 	t.Log(report)
-	fmt.Println(report)
+	bench.ReportMetric(perLogin.Seconds()*1000, "route16-cpu-ms/refusal")
+	bench.ReportMetric(perReupload.Seconds()*1000, "route12-cpu-ms/refusal")
 }
 
 // process is an example server started from a binary.
@@ -125,7 +125,7 @@ type process struct {
 	url string
 }
 
-func startProcess(t *testing.T, bin string, args ...string) *process {
+func startProcess(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
@@ -145,7 +145,7 @@ func startProcess(t *testing.T, bin string, args ...string) *process {
 }
 
 // cpuTime is the process's utime + stime from /proc/PID/stat.
-func (p *process) cpuTime(t *testing.T) time.Duration {
+func (p *process) cpuTime(t testing.TB) time.Duration {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
@@ -163,7 +163,7 @@ func (p *process) cpuTime(t *testing.T) time.Duration {
 }
 
 // cpuPer runs do n times and returns p's CPU time per run.
-func (p *process) cpuPer(t *testing.T, n int, do func()) time.Duration {
+func (p *process) cpuPer(t testing.TB, n int, do func()) time.Duration {
 	t.Helper()
 	do() // warm up: caches, connections, the home key
 	before := p.cpuTime(t)
@@ -173,7 +173,7 @@ func (p *process) cpuPer(t *testing.T, n int, do func()) time.Duration {
 	return (p.cpuTime(t) - before) / time.Duration(n)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,7 +185,7 @@ func freePort(t *testing.T) string {
 }
 
 // measureLogin registers name and logs in, returning the session token.
-func measureLogin(t *testing.T, url, name string) string {
+func measureLogin(t testing.TB, url, name string) string {
 	t.Helper()
 	creds, _ := json.Marshal(map[string]string{"username": name, "password": "correct horse"})
 	if status, resp := post(t, url+"/register", "", json.RawMessage(creds)); status != 201 {

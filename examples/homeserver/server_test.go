@@ -90,7 +90,7 @@ func startServerLogging(t *testing.T, data string, logw io.Writer, extra ...stri
 	return nil
 }
 
-func post(t *testing.T, url, token string, body any) (int, []byte) {
+func post(t testing.TB, url, token string, body any) (int, []byte) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
