@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // dbWatch reads, from /proc, the CPU time and storage writes of a local
@@ -26,7 +24,7 @@ type dbWatch struct {
 // watchDB finds the PostgreSQL server behind dsn: the parent process of
 // the backend serving a connection, if that backend is a local process.
 func watchDB(ctx context.Context, dsn string) (*dbWatch, error) {
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := connect(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,6 @@ const (
 type limits struct {
 	dir     string // temporary folder for store files
 	pg      *pgRun // nil: boltstore
-	pgConns int32  // pool size of the bare loop (0: pgx's default, as pgstore's)
 	hc      *httpClient
 	files   atomic.Int64
 	initKey atomic.Uint64 // makes every synthetic init key unique

@@ -76,7 +76,7 @@ func (p *pgRun) schemaDSN(what string) (schema, dsn string, err error) {
 func (p *pgRun) dropSchema(schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, p.dsn)
+	conn, err := connect(ctx, p.dsn)
 	if err != nil {
 		return
 	}
@@ -88,6 +88,16 @@ func (p *pgRun) dropSchema(schema string) {
 			break
 		}
 	}
+}
+
+// connect opens one connection to dsn, which may carry pgxpool's
+// pool_* parameters (they configure the servers' and limits' pools).
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg.ConnConfig)
 }
 
 // close drops every schema the run created.
@@ -138,7 +148,7 @@ RETURNING init_key`
 // claim over the same users, levels and round-robin order as the store
 // limit, on a copy of pgstore's KeyPackage table (CREATE TABLE ... LIKE
 // ... INCLUDING ALL: same columns, keys and indexes) in a schema of its
-// own, through a pgx pool of pgstore's size. Every returned init key goes
+// own, through a pgx pool of the size pgstore.Open gives its own. Every returned init key goes
 // through dups, so a row returned twice is counted.
 func (l *limits) bareClaim(ctx context.Context, dups *dupCounter) (spec, func(), error) {
 	p := l.pg
@@ -156,8 +166,8 @@ func (l *limits) bareClaim(ctx context.Context, dups *dupCounter) (spec, func(),
 		shape.close()
 		return spec{}, nil, err
 	}
-	if l.pgConns > 0 {
-		cfg.MaxConns = l.pgConns
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = pgstore.DefaultMaxConns // as pgstore.Open sizes its pool
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -245,7 +255,7 @@ type depthPool struct {
 
 // depthUsers is the least number of users a depth phase spreads its
 // claims over, so concurrent claims rarely meet in one session.
-const depthUsers = 100
+const depthUsers = 64
 
 // prepareDepth makes sure depth's users hold depth KeyPackages each and
 // are enough for need claims without any losing more than half.

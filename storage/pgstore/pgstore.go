@@ -135,8 +135,7 @@ import (
 // documented defaults.
 type Options struct {
 	// MaxConns is the size of the connection pool. Zero means the DSN's
-	// pool_max_conns parameter when set, else pgxpool's default (the larger
-	// of 4 and the number of CPUs).
+	// pool_max_conns parameter when it has one, else DefaultMaxConns.
 	MaxConns int32
 	// Schema is the PostgreSQL schema that holds the tables; Open creates
 	// it if it does not exist and sets every connection's search_path to
@@ -170,6 +169,17 @@ type Options struct {
 	// ctx alone).
 	OperationTimeout time.Duration
 }
+
+// DefaultMaxConns is the connection pool's size unless Options.MaxConns
+// or the DSN's pool_max_conns says otherwise. Each claim commits on its
+// own, so what a pool of n connections gives is n commits in flight,
+// which PostgreSQL flushes to the WAL together: measured on two cores with
+// 64 concurrent claimers (examples/loadgen), 16 connections claimed twice
+// as fast as pgx's default of 4, and 48 no faster than 16. A server runs
+// at most this many statements at once; several instances on one
+// database need that many connections each (max_connections is 100 by
+// default).
+const DefaultMaxConns = 16
 
 // Defaults of the zero Options.
 const (
@@ -232,8 +242,11 @@ func open(ctx context.Context, dsn string, opts *Options, history []migration) (
 	if rp["application_name"] == "" {
 		rp["application_name"] = "p2kit"
 	}
-	if o.MaxConns > 0 {
+	switch {
+	case o.MaxConns > 0:
 		cfg.MaxConns = o.MaxConns
+	case !strings.Contains(dsn, "pool_max_conns"):
+		cfg.MaxConns = DefaultMaxConns
 	}
 	connect := o.ConnectTimeout
 	switch {
