@@ -64,16 +64,9 @@ func NewClientKey(userID string, seed []byte, created time.Time) (*ClientKey, er
 		Curve:     packet.Curve25519,
 		Time:      func() time.Time { return created },
 	}
-	e, err := openpgp.NewEntity(name, "", email, cfg)
+	e, err := newEntity(name, email, cfg)
 	if err != nil {
 		return nil, err
-	}
-	if name == "" {
-		// go-crypto writes "<alice@example.com>"; the bare form is
-		// "alice@example.com", so re-bind the identity under that text.
-		if err := bareEmailIdentity(e, email, cfg); err != nil {
-			return nil, err
-		}
 	}
 	signer := ed25519.NewKeyFromSeed(seed)
 	pub, ok := e.PrimaryKey.PublicKey.(*eddsa.PublicKey)
@@ -85,6 +78,23 @@ func NewClientKey(userID string, seed []byte, created time.Time) (*ClientKey, er
 		return nil, err
 	}
 	return &ClientKey{Armored: armored, Signer: signer, Entity: e}, nil
+}
+
+// newEntity makes the key with User ID "name <email>", or the bare email
+// when name is empty.
+func newEntity(name, email string, cfg *packet.Config) (*openpgp.Entity, error) {
+	e, err := openpgp.NewEntity(name, "", email, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		// go-crypto writes "<alice@example.com>"; the bare form is
+		// "alice@example.com", so re-bind the identity under that text.
+		if err := bareEmailIdentity(e, email, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 func bareEmailIdentity(e *openpgp.Entity, email string, cfg *packet.Config) error {
@@ -133,14 +143,9 @@ func NewECDSAClientKey(userID string, curve elliptic.Curve) (*ECDSAClientKey, er
 	default:
 		return nil, errors.New("idcerttest: curve must be P-256, P-384 or P-521")
 	}
-	e, err := openpgp.NewEntity(name, "", email, cfg)
+	e, err := newEntity(name, email, cfg)
 	if err != nil {
 		return nil, err
-	}
-	if name == "" {
-		if err := bareEmailIdentity(e, email, cfg); err != nil {
-			return nil, err
-		}
 	}
 	k, ok := e.PrivateKey.PrivateKey.(*gcecdsa.PrivateKey)
 	if !ok {
