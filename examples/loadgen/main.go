@@ -6,6 +6,14 @@
 //	go run ./examples/loadgen -scenarios claim,idcert -clients 1,8,64,256 -svg throughput.svg
 //	go run ./examples/loadgen -scale                # 1,000,000 stored KeyPackages
 //	go run ./examples/loadgen -server http://127.0.0.1:8080 -server-pid 1234
+//	go run ./examples/loadgen -store postgres -scenarios claim -claim-depths 10,5000
+//	go run ./examples/loadgen -store postgres -servers 2 -scenarios claim
+//
+// With -store postgres (-dsn, default $P2KIT_POSTGRES_DSN) the servers,
+// the pgstore limits and the bare statement loop each get a schema of
+// their own in that database, dropped at the end; the claim rows add the
+// bare loop (bare_rps), the database's CPU from /proc, disk writes from
+// /proc/diskstats and the count of KeyPackages handed out twice.
 //
 // By default it builds examples/homeserver into a temporary folder and
 // starts it on a new bbolt file there (flags -no-rate-limits,
