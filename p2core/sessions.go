@@ -123,30 +123,80 @@ func lastUse(sess Session) time.Time {
 	return sess.CreatedAt
 }
 
-// sessionOver says why sess has ended by itself at now ("" while it
-// lasts): Config.SessionTTL after its creation; for a foreign user's
-// session, when its current ID-Cert expires; or Config.SessionIdleTTL
-// after its last recorded use.
-func (s *Service) sessionOver(ctx context.Context, sess Session, now time.Time) (string, error) {
-	if ttl := s.cfg.SessionTTL; ttl > 0 && !now.Before(sess.CreatedAt.Add(ttl)) {
-		return "its lifetime (Config.SessionTTL) is over", nil
+// SessionEnds says which sessions have ended by themselves at one
+// instant: Config.SessionTTL after their creation, Config.SessionIdleTTL
+// after their last use, or, for a foreign user's session, when its current
+// ID-Cert expires. It is the one rule of those ends: the Service ends a
+// session that Over says is over, and every Store's claim leaves such a
+// session out in the same atomic step (see
+// KeyPackageStore.ClaimKeyPackages). A zero bound ends nothing, so the
+// zero SessionEnds ends only foreign sessions without a current ID-Cert.
+type SessionEnds struct {
+	// CreatedBy: a session whose CreatedAt is at or before it has ended
+	// (its Config.SessionTTL is over). Zero: no such bound.
+	CreatedBy time.Time
+	// UsedBy: a session last used at or before it has ended (unused for
+	// Config.SessionIdleTTL). Its last use is LastUsedAt, or CreatedAt
+	// when that is later or LastUsedAt is zero. Zero: no such bound.
+	UsedBy time.Time
+	// CertExpiredBy: a foreign user's session (Home not empty) whose
+	// current ID-Cert has an ExpiresAt at or before it has ended. Zero:
+	// no such bound. A foreign session without a current ID-Cert has
+	// ended whatever the bounds.
+	CertExpiredBy time.Time
+}
+
+// Over says why sess has ended under e, or "" while it lasts. cert is
+// sess's current ID-Cert, nil when it has none; it is looked at only for
+// a foreign session (Home not empty), so a caller may leave it nil for a
+// local one.
+func (e SessionEnds) Over(sess Session, cert *IDCert) string {
+	if !e.CreatedBy.IsZero() && !sess.CreatedAt.After(e.CreatedBy) {
+		return "its lifetime (Config.SessionTTL) is over"
 	}
-	if idle := s.cfg.SessionIdleTTL; idle > 0 && !now.Before(lastUse(sess).Add(idle)) {
-		return "it was not used for Config.SessionIdleTTL", nil
+	if !e.UsedBy.IsZero() && !lastUse(sess).After(e.UsedBy) {
+		return "it was not used for Config.SessionIdleTTL"
 	}
 	if sess.Home != "" {
-		c, err := s.store.CurrentIDCert(ctx, sess.UserID, sess.SessionID)
-		if errors.Is(err, ErrNotFound) {
-			return "it has no current ID-Cert", nil
+		if cert == nil {
+			return "it has no current ID-Cert"
 		}
-		if err != nil {
-			return "", fmt.Errorf("load ID-Cert: %w", err)
-		}
-		if !now.Before(c.ExpiresAt) {
-			return "the ID-Cert it presented has expired", nil
+		if !e.CertExpiredBy.IsZero() && !cert.ExpiresAt.After(e.CertExpiredBy) {
+			return "the ID-Cert it presented has expired"
 		}
 	}
-	return "", nil
+	return ""
+}
+
+// sessionEnds is the SessionEnds of s's Config at now: a session created
+// Config.SessionTTL before now, unused for Config.SessionIdleTTL, or
+// foreign with a cert expired at now has ended.
+func (s *Service) sessionEnds(now time.Time) SessionEnds {
+	e := SessionEnds{CertExpiredBy: now}
+	if ttl := s.cfg.SessionTTL; ttl > 0 {
+		e.CreatedBy = now.Add(-ttl)
+	}
+	if idle := s.cfg.SessionIdleTTL; idle > 0 {
+		e.UsedBy = now.Add(-idle)
+	}
+	return e
+}
+
+// sessionOver says why sess has ended by itself at now ("" while it
+// lasts), by s.sessionEnds(now).Over; it loads a foreign session's
+// current ID-Cert for it.
+func (s *Service) sessionOver(ctx context.Context, sess Session, now time.Time) (string, error) {
+	var cert *IDCert
+	if sess.Home != "" {
+		c, err := s.store.CurrentIDCert(ctx, sess.UserID, sess.SessionID)
+		switch {
+		case err == nil:
+			cert = &c
+		case !errors.Is(err, ErrNotFound):
+			return "", fmt.Errorf("load ID-Cert: %w", err)
+		}
+	}
+	return s.sessionEnds(now).Over(sess, cert), nil
 }
 
 // expire ends sess when it is over at now and reports whether it was. A
