@@ -67,7 +67,7 @@ func BenchmarkClaimHTTP(b *testing.B) {
 			ctx := b.Context()
 			b.ResetTimer()
 			runClients(b, clients, func(i int) error {
-				got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%clients+1), 0, time.Now())
+				got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%clients+1), 0, time.Now(), p2core.SessionEnds{})
 				if err == nil && len(got) != 1 {
 					err = fmt.Errorf("claim %d: %d results", i, len(got))
 				}

@@ -126,8 +126,10 @@ func (s *failingStore) SetLastResort(ctx context.Context, kp p2core.KeyPackage, 
 	return failErr(s, func() error { return s.Store.SetLastResort(ctx, kp, now) })
 }
 
-func (s *failingStore) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
-	return fail(s, func() ([]p2core.ClaimedKeyPackage, error) { return s.Store.ClaimKeyPackages(ctx, user, suite, now) })
+func (s *failingStore) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
+	return fail(s, func() ([]p2core.ClaimedKeyPackage, error) {
+		return s.Store.ClaimKeyPackages(ctx, user, suite, now, ends)
+	})
 }
 
 func (s *failingStore) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Time) (int, error) {

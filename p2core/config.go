@@ -128,9 +128,10 @@ type Config struct {
 	// P2CORE_TOO_MANY_SESSIONS). Default 100.
 	MaxSessionsPerUser int
 	// SessionTTL bounds every session CreateSession or ForeignLogin makes:
-	// that long after its creation it ends by itself, as if EndSession had
-	// been called (AuthenticateSession answers ErrUnauthorized, its
-	// KeyPackages drop out of claims, its ID-Cert stops being current). A
+	// that long after its creation it ends by itself: claims leave its
+	// KeyPackages out at once, and AuthenticateSession (which answers
+	// ErrUnauthorized) or Sessions ends it as EndSession does (its
+	// ID-Cert stops being current). A
 	// foreign user's session ends earlier, when the ID-Cert it presented
 	// expires, unless it presents a newer one first (the foreign form of
 	// route 8). Default 30 days; negative: no bound but the foreign

@@ -256,8 +256,12 @@ func (s *Service) storeErr(err error) error {
 
 // ClaimKeyPackages hands out one KeyPackage per session of user (route 14):
 // the oldest unexpired regular one, removed atomically, else the session's
-// last resort. suite 0 means any cipher suite. Sessions whose supply runs
-// low get LOW_KEY_PACKAGES. Any authenticated principal may claim.
+// last resort. suite 0 means any cipher suite. Sessions that have ended by
+// themselves (Config.SessionTTL, Config.SessionIdleTTL, a foreign
+// session's expired or missing ID-Cert) are skipped by the Store in the
+// same atomic step, not ended: AuthenticateSession and Sessions end them
+// when they next see them. Sessions whose supply runs low get
+// LOW_KEY_PACKAGES. Any authenticated principal may claim.
 func (s *Service) ClaimKeyPackages(ctx context.Context, p Principal, user UserID, suite uint16) ([]ClaimedKeyPackage, error) {
 	if err := requireUser(p); err != nil {
 		return nil, err
@@ -265,12 +269,8 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, p Principal, user UserID
 	if user == 0 {
 		return nil, Errorf(ErrInvalidUserID, "user ID must be positive")
 	}
-	// Sessions that have ended by themselves end now, so their
-	// KeyPackages drop out of the claim as an ended session's do.
-	if _, err := s.liveSessions(ctx, user); err != nil {
-		return nil, err
-	}
-	claimed, err := s.store.ClaimKeyPackages(ctx, user, suite, s.now())
+	now := s.now()
+	claimed, err := s.store.ClaimKeyPackages(ctx, user, suite, now, s.sessionEnds(now))
 	if err != nil {
 		return nil, fmt.Errorf("claim KeyPackages: %w", err)
 	}

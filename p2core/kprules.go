@@ -101,15 +101,20 @@ func CheckSessionCap(have, max int) error {
 
 // ClaimSource is what ClaimFrom needs of a backend, inside the one atomic
 // step of a claim for one user. Its methods find, delete and count; every
-// decision is ClaimFrom's.
+// decision is ClaimFrom's, or that of the rule functions it is told to
+// call.
 type ClaimSource interface {
-	// TakeOldest takes, from each of the user's sessions that has one,
-	// the oldest (first uploaded) regular KeyPackage that Claimable
-	// allows for suite at now: it is deleted in this step and its init
-	// key stays held until its NotAfter, as handed out. Each result's
-	// Remaining is the session's live regular KeyPackages after the
-	// claim. rest lists the user's other sessions that store anything.
-	TakeOldest(suite uint16, now time.Time) (taken []ClaimedKeyPackage, rest []SessionID, err error)
+	// TakeOldest takes, from each of the user's sessions that has one and
+	// has not ended under ends, the oldest (first uploaded) regular
+	// KeyPackage that Claimable allows for suite at now: it is deleted in
+	// this step and its init key stays held until its NotAfter, as handed
+	// out. A session has ended when ends.Over says so of its stored
+	// Session and current ID-Cert (a session the Store holds no Session
+	// of has not); an ended session is left out of taken and rest alike,
+	// and nothing of it changes. Each result's Remaining is the session's
+	// live regular KeyPackages after the claim. rest lists the user's
+	// other sessions that store anything and have not ended.
+	TakeOldest(suite uint16, now time.Time, ends SessionEnds) (taken []ClaimedKeyPackage, rest []SessionID, err error)
 	// LastResort returns the session's stored last resort (found false
 	// when it has none).
 	LastResort(session SessionID) (kp KeyPackage, found bool, err error)
@@ -121,12 +126,13 @@ type ClaimSource interface {
 }
 
 // ClaimFrom is the claim rule (KeyPackageStore.ClaimKeyPackages): each of
-// the user's sessions gives its oldest claimable regular KeyPackage,
-// deleted; a session with none gives its last resort if Claimable allows
-// it, kept and marked used; sessions with neither are left out. The
-// result is ordered by SessionID.
-func ClaimFrom(src ClaimSource, suite uint16, now time.Time) ([]ClaimedKeyPackage, error) {
-	out, rest, err := src.TakeOldest(suite, now)
+// the user's sessions that has not ended under ends gives its oldest
+// claimable regular KeyPackage, deleted; such a session with none gives
+// its last resort if Claimable allows it, kept and marked used; sessions
+// with neither, and ended ones, are left out. The result is ordered by
+// SessionID.
+func ClaimFrom(src ClaimSource, suite uint16, now time.Time, ends SessionEnds) ([]ClaimedKeyPackage, error) {
+	out, rest, err := src.TakeOldest(suite, now, ends)
 	if err != nil {
 		return nil, err
 	}

@@ -342,7 +342,15 @@ type KeyPackageStore interface {
 	// may still count ones another claim is taking. A used last resort
 	// that is replaced or whose session ends keeps its init key taken
 	// until its NotAfter, like any handed-out KeyPackage.
-	ClaimKeyPackages(ctx context.Context, user UserID, suite uint16, now time.Time) ([]ClaimedKeyPackage, error)
+	//
+	// Sessions that have ended by themselves are left out in the same
+	// atomic step: a session whose stored Session and current ID-Cert
+	// ends.Over says is over gives nothing, neither a regular KeyPackage
+	// nor its last resort (which is not marked used), and nothing of it
+	// changes; the claim does not end it. A session the Store holds no
+	// Session of (KeyPackages stored by an embedder whose sessions live
+	// elsewhere) has not ended by this rule.
+	ClaimKeyPackages(ctx context.Context, user UserID, suite uint16, now time.Time, ends SessionEnds) ([]ClaimedKeyPackage, error)
 	// InitKeyInUse returns the index of the first of initKeys that
 	// AddKeyPackages would refuse as a duplicate at now (stored, or
 	// handed out with a NotAfter after now), or -1 when none is. It

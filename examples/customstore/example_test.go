@@ -53,7 +53,7 @@ func ExampleOptions_slowCalls() {
 		Logger:        slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: noTime})),
 		Now:           tick,
 	})
-	_, _ = store.ClaimKeyPackages(context.Background(), 7, 0, t)
+	_, _ = store.ClaimKeyPackages(context.Background(), 7, 0, t, p2core.SessionEnds{})
 	// Output:
 	// level=WARN msg="slow store call" method=ClaimKeyPackages duration=150ms user_id=7 claimed=0
 }

@@ -384,9 +384,9 @@ func (m *MetricsStore) SetLastResort(ctx context.Context, kp p2core.KeyPackage, 
 }
 
 // ClaimKeyPackages implements p2core.KeyPackageStore.
-func (m *MetricsStore) ClaimKeyPackages(ctx context.Context, u p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+func (m *MetricsStore) ClaimKeyPackages(ctx context.Context, u p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
 	c := m.begin(mClaimKeyPackages)
-	kps, err := m.next.ClaimKeyPackages(ctx, u, suite, now)
+	kps, err := m.next.ClaimKeyPackages(ctx, u, suite, now, ends)
 	c.end(ctx, err, user(u), slog.Int("claimed", len(kps)))
 	return kps, err
 }

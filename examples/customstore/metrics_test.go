@@ -124,7 +124,7 @@ func TestSlowCallsAreLoggedWithoutSecrets(t *testing.T) {
 	steps = append(steps, err)
 	_, err = m.SessionByToken(ctx, sessionHash)
 	steps = append(steps, err)
-	_, err = m.ClaimKeyPackages(ctx, 7, 0, now)
+	_, err = m.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 	steps = append(steps, err)
 	_, err = m.ServerKeys(ctx)
 	steps = append(steps, err)

@@ -193,7 +193,8 @@ func (l *limits) storeClaim(dups *dupCounter) (spec, func(), error) {
 	op := func(ctx context.Context, _ int) error {
 		u := users[(next.Add(1)-1)%uint64(len(users))]
 		u.claimed.Add(1)
-		got, err := ls.store().ClaimKeyPackages(ctx, u.id, 0, time.Now())
+		now := time.Now()
+		got, err := ls.store().ClaimKeyPackages(ctx, u.id, 0, now, serviceEnds(now))
 		for _, kp := range got {
 			dups.add(string(kp.InitKey))
 		}
@@ -203,6 +204,13 @@ func (l *limits) storeClaim(dups *dupCounter) (spec, func(), error) {
 		return err
 	}
 	return spec{name: l.storeName(limitStoreClaim), prepare: prepare, calib: 20000, op: op}, ls.close, nil
+}
+
+// serviceEnds is the p2core.SessionEnds a Service with the default
+// session lifetimes passes to its claims at now, so the raw claim does the
+// same work as the server's.
+func serviceEnds(now time.Time) p2core.SessionEnds {
+	return p2core.SessionEnds{CreatedBy: now.Add(-p2core.DefaultSessionTTL), UsedBy: now.Add(-p2core.DefaultSessionIdleTTL), CertExpiredBy: now}
 }
 
 // storeAdd is the spec of the raw upload: AddKeyPackages of batches of the

@@ -137,7 +137,7 @@ func BenchmarkClaim(b *testing.B) {
 		ctx := b.Context()
 		b.ResetTimer()
 		parallel(b, m.goroutines, func(i int) {
-			got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow())
+			got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow(), p2core.SessionEnds{})
 			if err != nil || len(got) != 1 || got[0].LastResort {
 				b.Errorf("claim %d: %d results, %v", i, len(got), err)
 			}
@@ -175,7 +175,7 @@ func BenchmarkClaimLargePool(b *testing.B) {
 			ctx := b.Context()
 			b.ResetTimer()
 			parallel(b, g, func(i int) {
-				got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow())
+				got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow(), p2core.SessionEnds{})
 				if err != nil || len(got) != 1 {
 					b.Errorf("claim: %d results, %v", len(got), err)
 				}
@@ -277,7 +277,7 @@ func BenchmarkRefill(b *testing.B) {
 					}
 				}
 				for range spent {
-					if _, err := s.ClaimKeyPackages(ctx, 1, 0, benchNow()); err != nil {
+					if _, err := s.ClaimKeyPackages(ctx, 1, 0, benchNow(), p2core.SessionEnds{}); err != nil {
 						b.Fatal(err)
 					}
 				}

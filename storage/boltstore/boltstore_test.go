@@ -96,7 +96,7 @@ func TestCloseWritesFreePageList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now); err != nil {
+	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{}); err != nil {
 		t.Fatal(err)
 	}
 	// A copy taken while the store is open is what a crash leaves.

@@ -383,19 +383,19 @@ func TestPurgeAndEndSessionLeaveNoIndexEntries(t *testing.T) {
 	// Session a: regular KeyPackages (one handed out) and a used last resort.
 	must(s.AddKeyPackages(ctx, []p2core.KeyPackage{mk(7, "a", now.Add(time.Hour)), mk(7, "a", now.Add(2*time.Hour))}, 100, now))
 	must(s.SetLastResort(ctx, mk(7, "a", now.Add(time.Hour)), now))
-	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now); err != nil {
+	if _, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{}); err != nil {
 		t.Fatal(err)
 	}
 	// Session b: replaced last resorts, used and unused, and an ended session.
 	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
-	if _, err := s.ClaimKeyPackages(ctx, 8, 0, now); err != nil {
+	if _, err := s.ClaimKeyPackages(ctx, 8, 0, now, p2core.SessionEnds{}); err != nil {
 		t.Fatal(err)
 	}
 	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
 	must(s.SetLastResort(ctx, mk(8, "b", now.Add(time.Hour)), now))
 	must(s.AddKeyPackages(ctx, []p2core.KeyPackage{mk(9, "c", now.Add(time.Hour))}, 100, now))
 	must(s.SetLastResort(ctx, mk(9, "c", now.Add(time.Hour)), now))
-	if _, err := s.ClaimKeyPackages(ctx, 9, 0, now); err != nil {
+	if _, err := s.ClaimKeyPackages(ctx, 9, 0, now, p2core.SessionEnds{}); err != nil {
 		t.Fatal(err)
 	}
 	must(s.EndSession(ctx, 9, "c", now))

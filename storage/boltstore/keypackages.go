@@ -745,9 +745,39 @@ func (c *claimSource) supply(sid p2core.SessionID) (*supply, error) {
 	return sp, nil
 }
 
+// ended reports whether the session has ended under ends, by
+// p2core.SessionEnds.Over on its stored record and (for a foreign
+// session) its current cert; one without a record has not.
+func (c *claimSource) ended(sid p2core.SessionID, ends p2core.SessionEnds) (bool, error) {
+	key := userSessionKey(c.user, sid)
+	v := c.tx.Bucket([]byte(bSessions)).Get(key)
+	if v == nil {
+		return false, nil
+	}
+	r, err := decodeSession(key, v)
+	if err != nil {
+		return false, err
+	}
+	var cert *p2core.IDCert
+	if r.Home != "" {
+		if ck := c.tx.Bucket([]byte(bCertCurrent)).Get(key); ck != nil {
+			cv := c.tx.Bucket([]byte(bCerts)).Get(ck)
+			if cv == nil {
+				return false, errCorrupt
+			}
+			cc, err := decodeCert(cv)
+			if err != nil {
+				return false, err
+			}
+			cert = &cc
+		}
+	}
+	return ends.Over(r.Session, cert) != "", nil
+}
+
 // TakeOldest walks the user's sessions with a header (they sit together
-// in kp_sessions).
-func (c *claimSource) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+// in kp_sessions), skipping those that have ended.
+func (c *claimSource) TakeOldest(suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
 	prefix := u64(uint64(c.user))
 	var sessions []p2core.SessionID
 	cur := c.tx.Bucket([]byte(bKPSessions)).Cursor()
@@ -761,6 +791,13 @@ func (c *claimSource) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedK
 	var out []p2core.ClaimedKeyPackage
 	var rest []p2core.SessionID
 	for _, sid := range sessions {
+		over, err := c.ended(sid, ends)
+		if err != nil {
+			return nil, nil, err
+		}
+		if over {
+			continue
+		}
 		sp, err := c.supply(sid)
 		if err != nil {
 			return nil, nil, err
@@ -831,13 +868,13 @@ func (c *claimSource) Available(sid p2core.SessionID, now time.Time) (int, error
 // of its queue while it holds expired KeyPackages not yet purged), and it
 // writes only the session's header (and, when expired KeyPackages came
 // first, deletes the one it hands out).
-func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
 	now = trunc(now)
 	var out []p2core.ClaimedKeyPackage
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		src := &claimSource{tx: tx, user: user, supplies: map[p2core.SessionID]*supply{}}
 		var err error
-		if out, err = p2core.ClaimFrom(src, suite, now); err != nil {
+		if out, err = p2core.ClaimFrom(src, suite, now, ends); err != nil {
 			return err
 		}
 		if !src.wrote {

@@ -49,7 +49,7 @@ func TestNotAfterBoundHealsAfterPurge(t *testing.T) {
 	if n, err := s.PurgeExpiredKeyPackages(ctx, later); err != nil || n != 1 {
 		t.Fatalf("purge: %d, %v", n, err)
 	}
-	if got, err := s.ClaimKeyPackages(ctx, 7, 0, later); err != nil || len(got) != 1 || got[0].Remaining != 1 {
+	if got, err := s.ClaimKeyPackages(ctx, 7, 0, later, p2core.SessionEnds{}); err != nil || len(got) != 1 || got[0].Remaining != 1 {
 		t.Fatalf("claim: %+v, %v", got, err)
 	}
 	if got := bound(); string(got) != string(timeKey(now.Add(6*h))) {
@@ -95,7 +95,7 @@ func openTemp(t *testing.T) (*Store, string) {
 // what came back.
 func claimInitKeys(t *testing.T, s *Store, user p2core.UserID, now time.Time) []string {
 	t.Helper()
-	got, err := s.ClaimKeyPackages(t.Context(), user, 0, now)
+	got, err := s.ClaimKeyPackages(t.Context(), user, 0, now, p2core.SessionEnds{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func BenchmarkClaim(b *testing.B) {
 		ctx := b.Context()
 		b.ResetTimer()
 		parallel(b, g, func(i int) {
-			got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow())
+			got, err := s.ClaimKeyPackages(ctx, p2core.UserID(i%users+1), 0, benchNow(), p2core.SessionEnds{})
 			if err != nil || len(got) != 1 || got[0].LastResort {
 				b.Errorf("claim %d: %d results, %v", i, len(got), err)
 			}

@@ -332,10 +332,22 @@ type claimSource struct {
 	user p2core.UserID
 }
 
-func (c claimSource) TakeOldest(suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+// ended reports whether the session has ended under ends, by
+// p2core.SessionEnds.Over on its stored record and current cert; one
+// without a record has not.
+func (c claimSource) ended(sid p2core.SessionID, ends p2core.SessionEnds) bool {
+	k := sessionKey{c.user, sid}
+	ss, ok := c.s.sessions[k]
+	return ok && ends.Over(ss.Session, c.s.currentCerts[k]) != ""
+}
+
+func (c claimSource) TakeOldest(suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
 	var out []p2core.ClaimedKeyPackage
 	var rest []p2core.SessionID
 	for _, ks := range slices.Clone(c.s.kpUsers[c.user]) {
+		if c.ended(ks.id, ends) {
+			continue
+		}
 		e, i := ks.oldest(suite, now)
 		if e == nil {
 			rest = append(rest, ks.id)
@@ -367,12 +379,12 @@ func (c claimSource) Available(sid p2core.SessionID, now time.Time) (int, error)
 }
 
 // ClaimKeyPackages implements p2core.KeyPackageStore with p2core.ClaimFrom.
-func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	return p2core.ClaimFrom(claimSource{s, user}, suite, ts(now))
+	return p2core.ClaimFrom(claimSource{s, user}, suite, ts(now), ends)
 }
 
 // KeyPackageStatus implements p2core.KeyPackageStore. LastResort reports a

@@ -36,7 +36,7 @@ func BenchmarkClaim(b *testing.B) {
 			}
 			var bad atomic.Int64
 			claim := func() {
-				got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+				got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 				if err != nil || len(got) != 1 || got[0].LastResort {
 					bad.Add(1)
 				}

@@ -179,7 +179,7 @@ func TestClaimCancelledMidTransactionLosesNoKeyPackage(t *testing.T) {
 	// row to hand out its last resort.
 	tx := b.lock(t, `SELECT 1 FROM `+b.table("p2kit_kp_sessions")+` WHERE user_id = 7 AND session_id = 'b' FOR UPDATE`)
 	cctx, cancel := context.WithCancel(ctx)
-	done := async(func() error { _, err := s.ClaimKeyPackages(cctx, 7, 0, now); return err })
+	done := async(func() error { _, err := s.ClaimKeyPackages(cctx, 7, 0, now, p2core.SessionEnds{}); return err })
 	b.waitBlocked(t)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -187,7 +187,7 @@ func TestClaimCancelledMidTransactionLosesNoKeyPackage(t *testing.T) {
 	}
 	tx.Rollback(ctx)
 
-	got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 	must(t, err, "ClaimKeyPackages")
 	if len(got) != 2 || got[0].LastResort || !bytes.Equal(got[0].Data, regular.Data) || !got[1].LastResort || !bytes.Equal(got[1].Data, lr.Data) {
 		t.Fatalf("claim after a cancelled claim: got %d results %+v, want a's KeyPackage and b's last resort", len(got), got)
@@ -221,7 +221,7 @@ func TestClaimWaitsForLockedKeyPackageBeforeFallingBackToLastResort(t *testing.T
 			}
 			done := make(chan result, 1)
 			go func() {
-				got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+				got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 				done <- result{got, err}
 			}()
 			b.waitBlocked(t)

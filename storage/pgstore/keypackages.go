@@ -351,10 +351,26 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 // The pick locks its row (FOR UPDATE): a claim that waited for the session
 // row sees, in its snapshot, rows another claim deleted meanwhile without
 // moving the head past them; locking skips them.
+//
+// Sessions that have ended by themselves are not in s, so nothing of
+// them is taken, counted or returned (nor, since only sessions s returns
+// go to it, is their last resort handed out). The NOT EXISTS is this
+// backend's form of p2core.SessionEnds.Over, on the session's
+// p2kit_sessions row (a session without one has not ended) and, for a
+// foreign session, its current cert (p2kit_id_certs_current_idx): created
+// at or before $4, last used at or before $5, or foreign with no current
+// cert or one expiring at or before $6. A NULL bound is no bound.
 const claimSQL = `WITH s AS (
 	SELECT session_id, head, available, min_not_after, lr_init_key IS NOT NULL OR available > 0 AS stores
-	FROM p2kit_kp_sessions
-	WHERE user_id = $1
+	FROM p2kit_kp_sessions k
+	WHERE user_id = $1 AND NOT EXISTS (
+		SELECT 1 FROM p2kit_sessions x
+		WHERE x.user_id = $1 AND x.session_id = k.session_id AND (
+			x.created_at <= $4::TIMESTAMPTZ
+			OR greatest(x.created_at, x.last_used_at) <= $5::TIMESTAMPTZ
+			OR (x.home <> '' AND NOT EXISTS (SELECT 1 FROM p2kit_id_certs c
+				WHERE c.user_id = $1 AND c.session_id = x.session_id AND c.superseded_at IS NULL
+					AND ($6::TIMESTAMPTZ IS NULL OR c.expires_at > $6::TIMESTAMPTZ)))))
 	ORDER BY session_id
 	FOR UPDATE
 ), pick AS (
@@ -436,15 +452,15 @@ func (r claimRow) keyPackage(user p2core.UserID, sid string) p2core.KeyPackage {
 // Deadlock freedom: a claim locks its user's session rows in session
 // order before any KeyPackage or init key, as uploads (one session row,
 // then init keys) and EndSession (the session row first) do.
-func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time) ([]p2core.ClaimedKeyPackage, error) {
+func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
 	now = ts(now)
-	c := &claim{ctx: ctx, user: user, u: uid(user), now: now, suite: int32(suite)}
+	c := &claim{ctx: ctx, user: user, u: uid(user), now: now, suite: int32(suite), ends: ends}
 	err := s.doConn(ctx, "ClaimKeyPackages", func(conn *pgxpool.Conn) error { return c.first(conn, suite, now) })
 	if err != nil {
 		return nil, err
 	}
 	if len(c.rest) == 0 {
-		return p2core.ClaimFrom(c, suite, now)
+		return p2core.ClaimFrom(c, suite, now, ends)
 	}
 	// The statement has committed what it took: the rest of the claim
 	// runs to its end whatever ctx says, so that it is reported.
@@ -453,7 +469,7 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	var out []p2core.ClaimedKeyPackage
 	err = s.tx(ctx, "ClaimKeyPackages", func(tx pgx.Tx) (err error) {
 		c.tx = tx
-		out, err = p2core.ClaimFrom(c, suite, now)
+		out, err = p2core.ClaimFrom(c, suite, now, ends)
 		return err
 	})
 	if err != nil {
@@ -471,6 +487,7 @@ type claim struct {
 	u     int64
 	now   time.Time
 	suite int32
+	ends  p2core.SessionEnds
 	taken []p2core.ClaimedKeyPackage
 	rest  []p2core.SessionID
 }
@@ -498,7 +515,8 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 			cancel()
 		}
 	}()
-	rows, err := conn.Query(context.WithoutCancel(c.ctx), claimSQL, c.u, now, int32(suite))
+	rows, err := conn.Query(context.WithoutCancel(c.ctx), claimSQL, c.u, now, int32(suite),
+		nullTime(c.ends.CreatedBy), nullTime(c.ends.UsedBy), nullTime(c.ends.CertExpiredBy))
 	if err != nil {
 		return err
 	}
@@ -522,8 +540,9 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 	return rows.Err()
 }
 
-// TakeOldest returns what claimSQL took.
-func (c *claim) TakeOldest(uint16, time.Time) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
+// TakeOldest returns what claimSQL took, which left out the sessions that
+// have ended under c.ends.
+func (c *claim) TakeOldest(uint16, time.Time, p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, []p2core.SessionID, error) {
 	return c.taken, c.rest, nil
 }
 

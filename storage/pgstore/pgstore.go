@@ -42,7 +42,9 @@
 //     cap; only when the NotAfter bound has passed (a KeyPackage expired
 //     and is not purged yet) are the session's expired ones counted.
 //   - ClaimKeyPackages is, in the common case, one statement committed on
-//     its own: it locks the user's session rows in session order, takes
+//     its own: it locks the user's session rows in session order (leaving
+//     out, by the session's p2kit_sessions row and current cert, those
+//     that p2core.SessionEnds says have ended by themselves), takes
 //     from each session the first claimable KeyPackage at or after its head
 //     through the primary key (user_id, session_id, seq), deletes it, marks
 //     its init key handed out, and updates the session's counts and head.

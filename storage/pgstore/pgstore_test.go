@@ -340,7 +340,7 @@ func TestClaimIsOnePreparedStatementRunWithAGenericPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range claims {
-		got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+		got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 		if err != nil || len(got) != 1 || got[0].LastResort {
 			t.Fatalf("claim: %v, %+v", err, got)
 		}

@@ -216,7 +216,7 @@ func TestOperationDeadlineEndsCallsToADatabaseThatStopsAnswering(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, p2core.ErrUnavailable) || t.Context().Err() != nil {
 		t.Errorf("RedeemToken on a frozen database: %v; want the operation deadline", err)
 	}
-	_, err = s.ClaimKeyPackages(t.Context(), 1, 0, now)
+	_, err = s.ClaimKeyPackages(t.Context(), 1, 0, now, p2core.SessionEnds{})
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, p2core.ErrUnavailable) {
 		t.Errorf("ClaimKeyPackages on a frozen database: %v; want the operation deadline", err)
 	}

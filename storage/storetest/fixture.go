@@ -110,7 +110,7 @@ func (f *fixture) verify(t *testing.T, s p2core.Store) {
 			"AddKeyPackages with a handed-out init key")
 	}
 	for i, want := range append(f.kps, f.lr) {
-		res, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+		res, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 		ok(t, err, "ClaimKeyPackages")
 		count(t, len(res), 2, "claim results (laptop, phone)")
 		sameKP(t, want, res[0].KeyPackage)
@@ -228,7 +228,7 @@ func everyMethod() []call {
 			return s.SetLastResort(ctx, f.g.kp(7, "laptop", 1, f.now.Add(time.Hour)), f.now)
 		}},
 		{"ClaimKeyPackages", func(ctx context.Context, s p2core.Store, f *fixture) error {
-			_, err := s.ClaimKeyPackages(ctx, 7, 0, f.now)
+			_, err := s.ClaimKeyPackages(ctx, 7, 0, f.now, p2core.SessionEnds{})
 			return err
 		}},
 		{"KeyPackageStatus", func(ctx context.Context, s p2core.Store, f *fixture) error {

@@ -340,7 +340,7 @@ func wantCerts(t *testing.T, s p2core.Store, user p2core.UserID, at time.Time, w
 // claimOne claims from user and expects exactly one result.
 func claimOne(t *testing.T, s p2core.Store, user p2core.UserID, suite uint16, now time.Time) p2core.ClaimedKeyPackage {
 	t.Helper()
-	got, err := s.ClaimKeyPackages(t.Context(), user, suite, now)
+	got, err := s.ClaimKeyPackages(t.Context(), user, suite, now, p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages")
 	if len(got) != 1 {
 		t.Fatalf("ClaimKeyPackages: got %d results, want 1", len(got))
@@ -351,7 +351,7 @@ func claimOne(t *testing.T, s p2core.Store, user p2core.UserID, suite uint16, no
 // claimNone claims from user and expects nothing.
 func claimNone(t *testing.T, s p2core.Store, user p2core.UserID, suite uint16, now time.Time) {
 	t.Helper()
-	got, err := s.ClaimKeyPackages(t.Context(), user, suite, now)
+	got, err := s.ClaimKeyPackages(t.Context(), user, suite, now, p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages")
 	if len(got) != 0 {
 		t.Fatalf("ClaimKeyPackages: got %d results (first of session %q), want none", len(got), got[0].SessionID)

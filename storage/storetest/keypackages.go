@@ -185,7 +185,7 @@ func testClaimPerSessionOrdered(t *testing.T, s p2core.Store) {
 	}
 	ok(t, s.AddKeyPackages(ctx, g.kps(1, 7, "d", 1, now), 100, now), "AddKeyPackages expired")
 	ok(t, s.AddKeyPackages(ctx, g.kps(1, 8, "0", 1, now.Add(time.Hour)), 100, now), "AddKeyPackages other user")
-	got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages")
 	order := []p2core.SessionID{"A", "a", "b", "c"}
 	count(t, len(got), len(order), "claimed KeyPackages")
@@ -444,7 +444,7 @@ func testPurgeKeyPackages(t *testing.T, s p2core.Store) {
 		reuse.InitKey = kp.InitKey
 		ok(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{reuse}, 100, now), "AddKeyPackages with a purged init key")
 	}
-	got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages")
 	count(t, len(got), 2, "claimed")
 	sameKP(t, r3, got[0].KeyPackage)
@@ -508,7 +508,7 @@ func testClaimConcurrent(t *testing.T, s p2core.Store) {
 	var claimed claimedSet
 	run(100, func(int) {
 		for {
-			got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+			got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 			if err != nil {
 				claimed.fail(err)
 				return
@@ -523,7 +523,7 @@ func testClaimConcurrent(t *testing.T, s p2core.Store) {
 		}
 	})
 	claimed.check(t, pool)
-	got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages after the pool is empty")
 	count(t, len(got), len(sessions), "last resorts")
 	for _, kp := range got {
@@ -555,7 +555,7 @@ func testUploadsRacingClaims(t *testing.T, s p2core.Store) {
 		go func() {
 			defer wg.Done()
 			for !done.Load() {
-				got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+				got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 				if err != nil {
 					claimed.fail(err)
 					return
@@ -575,7 +575,7 @@ func testUploadsRacingClaims(t *testing.T, s p2core.Store) {
 	done.Store(true)
 	wg.Wait()
 	for {
-		got, err := s.ClaimKeyPackages(ctx, 7, 0, now)
+		got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
 		ok(t, err, "ClaimKeyPackages draining")
 		if claimed.add(got) == 0 {
 			break

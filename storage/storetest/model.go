@@ -16,7 +16,8 @@ import (
 
 // The model test runs random sequences of KeyPackage operations (uploads
 // with reused init keys and mixed suites, last resorts, sessions created
-// with KeyPackages, claims at times that go back and forth, statuses,
+// with KeyPackages, claims at times that go back and forth and that leave
+// out sessions created too long ago, statuses,
 // purges, ended sessions and, for persistent backends, reopens) on the
 // store and on model, and requires the same answer to every call.
 //
@@ -35,7 +36,7 @@ type model struct {
 	kps      []modelKP // regular KeyPackages, in upload order
 	lrs      map[modelSession]*modelLR
 	initKeys map[string]modelKey
-	sessions map[modelSession]bool
+	sessions map[modelSession]time.Time // created by CreateSession, at
 }
 
 type modelSession struct {
@@ -62,7 +63,7 @@ type modelKey struct {
 }
 
 func newModel() *model {
-	return &model{lrs: map[modelSession]*modelLR{}, initKeys: map[string]modelKey{}, sessions: map[modelSession]bool{}}
+	return &model{lrs: map[modelSession]*modelLR{}, initKeys: map[string]modelKey{}, sessions: map[modelSession]time.Time{}}
 }
 
 // taken: a stored KeyPackage's init key is always taken; a handed-out
@@ -178,7 +179,7 @@ func (m *model) CreateSession(s modelSession, kps []p2core.KeyPackage, lr *p2cor
 	if err := m.check(s, kps, lr, lim.MaxKeyPackages, now); err != nil {
 		return err
 	}
-	m.sessions[s] = true
+	m.sessions[s] = now
 	m.add(s, kps)
 	if lr != nil {
 		m.setLR(s, *lr, now)
@@ -186,10 +187,26 @@ func (m *model) CreateSession(s modelSession, kps []p2core.KeyPackage, lr *p2cor
 	return nil
 }
 
-// Claim: per session (by ID), the oldest regular KeyPackage still valid
-// at now and of the suite, deleted and its init key handed out; else the
-// last resort if valid and of the suite, kept and marked used.
-func (m *model) Claim(user p2core.UserID, suite uint16, now time.Time) []p2core.ClaimedKeyPackage {
+// over: a session has ended by itself under ends when it was created at
+// or before ends.CreatedBy, or last used at or before ends.UsedBy (a zero
+// bound ends nothing). The model's sessions are local ones that nothing
+// uses after their creation, so their creation is their last use and no
+// ID-Cert matters; KeyPackages of a session that CreateSession did not
+// make never end.
+func (m *model) over(s modelSession, ends p2core.SessionEnds) bool {
+	created, ok := m.sessions[s]
+	if !ok {
+		return false
+	}
+	return (!ends.CreatedBy.IsZero() && !created.After(ends.CreatedBy)) ||
+		(!ends.UsedBy.IsZero() && !created.After(ends.UsedBy))
+}
+
+// Claim: per session (by ID) that is not over, the oldest regular
+// KeyPackage still valid at now and of the suite, deleted and its init
+// key handed out; else the last resort if valid and of the suite, kept
+// and marked used. A session that is over gives nothing and keeps all.
+func (m *model) Claim(user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) []p2core.ClaimedKeyPackage {
 	var ids []p2core.SessionID
 	for _, e := range m.kps {
 		if e.s.user == user && !slices.Contains(ids, e.s.id) {
@@ -204,6 +221,9 @@ func (m *model) Claim(user p2core.UserID, suite uint16, now time.Time) []p2core.
 	slices.Sort(ids)
 	out := []p2core.ClaimedKeyPackage{}
 	for _, id := range ids {
+		if m.over(modelSession{user, id}, ends) {
+			continue
+		}
 		best := -1
 		for i, e := range m.kps {
 			if e.s == (modelSession{user, id}) && e.kp.NotAfter.After(now) && (suite == 0 || e.kp.CipherSuite == suite) &&
@@ -339,7 +359,7 @@ func runModel(t *testing.T, s p2core.Store, reopen func(p2core.Store) p2core.Sto
 			op = fmt.Sprintf("SetLastResort(%d/%s)", u, sid)
 			got, want = errClass(s.SetLastResort(ctx, lr, now)), errClass(m.SetLastResort(lr, now))
 		case r < 35:
-			if m.sessions[ms] {
+			if _, ok := m.sessions[ms]; ok {
 				continue // a taken session ID is ErrConflict, checked elsewhere
 			}
 			batch := kps(u, sid, rng.IntN(3))
@@ -356,9 +376,18 @@ func runModel(t *testing.T, s p2core.Store, reopen func(p2core.Store) p2core.Sto
 		case r < 70:
 			suite := uint16(rng.IntN(3))
 			at := now.Add(time.Duration(rng.IntN(5)-2) * time.Hour)
-			op = fmt.Sprintf("ClaimKeyPackages(%d, suite %d, now%+v)", u, suite, at.Sub(now))
-			c, err := s.ClaimKeyPackages(ctx, u, suite, at)
-			got, want = errClass(err)+claimsText(c), "ok"+claimsText(m.Claim(u, suite, at))
+			// Each bound, in half the claims, ends the sessions
+			// created (or last used) up to 0-3 hours before at.
+			var ends p2core.SessionEnds
+			if rng.IntN(2) == 0 {
+				ends.CreatedBy = at.Add(-time.Duration(rng.IntN(4)) * time.Hour)
+			}
+			if rng.IntN(2) == 0 {
+				ends.UsedBy = at.Add(-time.Duration(rng.IntN(4)) * time.Hour)
+			}
+			op = fmt.Sprintf("ClaimKeyPackages(%d, suite %d, now%+v, ends %+v)", u, suite, at.Sub(now), ends)
+			c, err := s.ClaimKeyPackages(ctx, u, suite, at, ends)
+			got, want = errClass(err)+claimsText(c), "ok"+claimsText(m.Claim(u, suite, at, ends))
 		case r < 80:
 			at := now.Add(time.Duration(rng.IntN(5)-2) * time.Hour)
 			op = fmt.Sprintf("KeyPackageStatus(%d/%s, now%+v)", u, sid, at.Sub(now))

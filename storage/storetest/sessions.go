@@ -237,7 +237,7 @@ func testForeignLoginConcurrent(t *testing.T, s p2core.Store) {
 	certs, err := s.IDCertsAt(ctx, ids[0], base())
 	ok(t, err, "IDCertsAt")
 	count(t, len(certs), n, "current certs of the user")
-	res, err := s.ClaimKeyPackages(ctx, ids[0], 0, base())
+	res, err := s.ClaimKeyPackages(ctx, ids[0], 0, base(), p2core.SessionEnds{})
 	ok(t, err, "ClaimKeyPackages")
 	count(t, len(res), n, "claimed KeyPackages, one per session")
 	id, err := login(ctx, s, g, "dave@foreign.example", 1, "after", base())
