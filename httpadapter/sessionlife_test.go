@@ -190,3 +190,68 @@ func TestSessionUseIsWrittenAtMostOnceAMinute(t *testing.T) {
 		t.Fatalf("%d last-use writes for 600 requests over 10 minutes, want one a minute", store.touches)
 	}
 }
+
+// readCounter counts the reads of sessions and certs reaching the Store.
+type readCounter struct {
+	p2core.Store
+	mu             sync.Mutex
+	sessions, cert int
+}
+
+func (s *readCounter) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	return s.Store.Sessions(ctx, user)
+}
+
+func (s *readCounter) CurrentIDCert(ctx context.Context, user p2core.UserID, sid p2core.SessionID) (p2core.IDCert, error) {
+	s.mu.Lock()
+	s.cert++
+	s.mu.Unlock()
+	return s.Store.CurrentIDCert(ctx, user, sid)
+}
+
+func TestClaimSkipsAnExpiredSessionInTheStoreWithoutEndingIt(t *testing.T) {
+	clk := newClock()
+	store := &readCounter{Store: memstore.New()}
+	svc, err := p2core.NewService(store, p2core.Config{Domain: "home.test", Now: clk.Now, SessionTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, old, err := svc.CreateSession(ctx, 101, "alice@home.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(30 * time.Minute)
+	_, live, err := svc.CreateSession(ctx, 101, "alice@home.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, sid := range []p2core.SessionID{old.SessionID, live.SessionID} {
+		kp := p2core.KeyPackage{UserID: 101, SessionID: sid, CipherSuite: 1, Ref: []byte{byte(i)}, InitKey: []byte{byte(i)},
+			Data: []byte{byte(i)}, NotAfter: clk.Now().Add(24 * time.Hour), UploadedAt: clk.Now()}
+		if err := store.AddKeyPackages(ctx, []p2core.KeyPackage{kp}, 10, clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(30 * time.Minute) // the first session's hour is over
+	carol := p2core.Principal{UserID: 103, FID: "carol@home.test", SessionID: "carol"}
+	got, err := svc.ClaimKeyPackages(ctx, carol, 101, 0)
+	if err != nil || len(got) != 1 || got[0].SessionID != live.SessionID {
+		t.Fatalf("claim: %d KeyPackages, %v; want only the live session's", len(got), err)
+	}
+	if store.sessions != 0 || store.cert != 0 {
+		t.Fatalf("the claim read %d session lists and %d certs; the Store's claim decides alone", store.sessions, store.cert)
+	}
+	// Skipped, not ended: its KeyPackage stays until something ends it.
+	if st, err := store.KeyPackageStatus(ctx, 101, old.SessionID, clk.Now()); err != nil || st.Available != 1 {
+		t.Fatalf("the expired session's supply after the claim: %+v, %v", st, err)
+	}
+	if _, err := svc.Sessions(ctx, p2core.Principal{UserID: 101, FID: "alice@home.test", SessionID: live.SessionID}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := store.KeyPackageStatus(ctx, 101, old.SessionID, clk.Now()); err != nil || st.Available != 0 {
+		t.Fatalf("the expired session's supply once Sessions ended it: %+v, %v", st, err)
+	}
+}

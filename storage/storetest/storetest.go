@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) p2core.Store) {
 		{"Certs", certCases()},
 		{"ServerKeys", serverKeyCases()},
 		{"KeyPackages", keyPackageCases()},
+		{"SessionEnds", sessionEndCases()},
 		{"KeyPackageModel", modelCases()},
 		{"CancelledContext", cancelCases()},
 		{"ContextCancelledDuringCall", duringCallCases()},
