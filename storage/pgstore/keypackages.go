@@ -16,8 +16,8 @@ import (
 
 // Kinds of rows in p2kit_init_keys.
 const (
-	keyStored     = 1 // a stored regular KeyPackage
-	keyLastResort = 2 // a stored last resort
+	keyStored     = 1 // a regular KeyPackage's: stored while its row is, handed out once it is gone
+	keyLastResort = 2 // a stored last resort's
 	keyHandedOut  = 3 // handed out; in use until not_after
 )
 
@@ -51,38 +51,67 @@ func lockKPSession(ctx context.Context, tx pgx.Tx, user int64, sid string) (kpSe
 	return ks, err
 }
 
-// sortedKeys returns keys (each made non-nil) and their notAfters in
-// byte order: every transaction inserts init keys in that order, so two
-// uploads sharing keys wait for each other instead of deadlocking.
-func sortedKeys(keys [][]byte, notAfters []time.Time) ([][]byte, []time.Time) {
+// initKeys is a set of init keys to record, in byte order: every
+// transaction inserts init keys in that order, so two uploads sharing
+// keys wait for each other instead of deadlocking.
+type initKeys struct {
+	keys      [][]byte    // each non-nil, in byte order
+	notAfters []time.Time // keys[i]'s KeyPackage's NotAfter
+	pos       []int64     // keys[i]'s index in the upload: its KeyPackage's upload sequence number, less the first reserved
+	kind      int16
+	// The session whose regular KeyPackages these are (kind keyStored;
+	// user 0 otherwise): each row records (user, session, seq) of its
+	// KeyPackage, whose row being gone is what makes it handed out.
+	user int64
+	sid  string
+	n    int64 // how many sequence numbers lockKPSessionSQL reserved last
+}
+
+// newInitKeys sorts keys (with their notAfters) for recording as kind.
+func newInitKeys(keys [][]byte, notAfters []time.Time, kind int16) *initKeys {
 	idx := make([]int, len(keys))
 	for i := range idx {
 		idx[i] = i
 	}
 	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
-	ks := make([][]byte, len(keys))
-	nas := make([]time.Time, len(keys))
+	ik := &initKeys{keys: make([][]byte, len(keys)), notAfters: make([]time.Time, len(keys)), pos: make([]int64, len(keys)), kind: kind}
 	for i, j := range idx {
-		ks[i], nas[i] = nn(keys[j]), notAfters[j]
+		ik.keys[i], ik.notAfters[i], ik.pos[i] = nn(keys[j]), notAfters[j], int64(j)
 	}
-	return ks, nas
+	return ik
 }
 
+// locatorSQL is the upload sequence number of the KeyPackage at position
+// $pos of session ($user, $sid)'s last upload (NULL for a user of NULL),
+// from the sequence numbers lockKPSessionSQL reserved ($n of them).
+const locatorSQL = `CASE WHEN $4::BIGINT IS NULL THEN NULL ELSE (SELECT next_seq FROM p2kit_kp_sessions
+	WHERE user_id = $4::BIGINT AND session_id = $5::TEXT) - $6::BIGINT + %s END`
+
 // insertInitKeysSQL records the init keys $1 (sorted), in use until $2,
-// as kind $3, skipping those already recorded; it returns those recorded.
-const insertInitKeysSQL = `INSERT INTO p2kit_init_keys (init_key, kind, not_after)
-	SELECT u.k, $3::SMALLINT, u.na FROM unnest($1::BYTEA[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS u(k, na, ord)
+// as kind $3, their KeyPackages at positions $7 of session ($4, $5)'s
+// upload of $6 (see locatorSQL), skipping those already recorded; it
+// returns those recorded.
+var insertInitKeysSQL = `INSERT INTO p2kit_init_keys (init_key, kind, not_after, user_id, session_id, seq)
+	SELECT u.k, $3::SMALLINT, u.na, $4::BIGINT, $5::TEXT, ` + fmt.Sprintf(locatorSQL, "u.pos") + `
+	FROM unnest($1::BYTEA[], $2::TIMESTAMPTZ[], $7::BIGINT[]) WITH ORDINALITY AS u(k, na, pos, ord)
 	ORDER BY u.ord
 	ON CONFLICT (init_key) DO NOTHING
 	RETURNING init_key`
 
-// claimInitKeys records keys (as kind, each in use until the matching
-// notAfter) in p2kit_init_keys. It returns ErrDuplicateKeyPackage if any
-// key is held by the rule p2core.InitKeyHeld. keys must be free of
-// repeats.
-func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []time.Time, kind int16, now time.Time) error {
-	ks, nas := sortedKeys(keys, notAfters)
-	rows, err := tx.Query(ctx, insertInitKeysSQL, ks, nas, kind)
+// args returns insertInitKeysSQL's arguments.
+func (ik *initKeys) args() []any {
+	var user, sid any // NULL unless regular KeyPackages'
+	if ik.user != 0 {
+		user, sid = ik.user, ik.sid
+	}
+	return []any{ik.keys, ik.notAfters, ik.kind, user, sid, ik.n, ik.pos}
+}
+
+// claimInitKeys records ik in p2kit_init_keys. It returns
+// ErrDuplicateKeyPackage if any key is held by the rule
+// p2core.InitKeyHeld. ik's keys must be free of repeats.
+func claimInitKeys(ctx context.Context, tx pgx.Tx, ik *initKeys, now time.Time) error {
+	rows, err := tx.Query(ctx, insertInitKeysSQL, ik.args()...)
 	if err != nil {
 		return err
 	}
@@ -90,37 +119,55 @@ func claimInitKeys(ctx context.Context, tx pgx.Tx, keys [][]byte, notAfters []ti
 	if err != nil {
 		return err
 	}
-	return takeOverInitKeys(ctx, tx, ks, nas, inserted, kind, now)
+	return takeOverInitKeys(ctx, tx, ik, inserted, now)
 }
 
-// takeOverInitKeys applies p2core.InitKeyHeld to the keys of ks (sorted,
-// with their notAfters nas) that insertInitKeysSQL did not insert, as
-// they are recorded already: ErrDuplicateKeyPackage if one is held, else
-// they are taken over as kind. Only keys already recorded are read (and
-// locked), so the common case, all keys new, costs nothing here.
-func takeOverInitKeys(ctx context.Context, tx pgx.Tx, ks [][]byte, nas []time.Time, inserted [][]byte, kind int16, now time.Time) error {
-	if len(inserted) == len(ks) {
+// handedOutSQL says whether init key row i is a handed-out KeyPackage's:
+// kind 3, or kind 1 whose KeyPackage row is gone (claims delete the
+// KeyPackage's row and leave the init key's alone). A kind 1 row without
+// a locator (recorded before schema version 2, whose claims set kind 3)
+// is a stored KeyPackage's.
+const handedOutSQL = `(i.kind = 3 OR (i.kind = 1 AND i.seq IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM p2kit_key_packages k
+		WHERE k.user_id = i.user_id AND k.session_id = i.session_id AND k.seq = i.seq AND k.init_key = i.init_key)))`
+
+// initKeyHeldSQL reads init key $1's row, locked: whether it is handed
+// out, and its NotAfter.
+const initKeyHeldSQL = `SELECT ` + handedOutSQL + `, i.not_after FROM p2kit_init_keys i WHERE i.init_key = $1 FOR UPDATE OF i`
+
+// takeOverInitKeys applies p2core.InitKeyHeld to the keys of ik that
+// insertInitKeysSQL did not insert, as they are recorded already:
+// ErrDuplicateKeyPackage if one is held, else they are taken over as ik's
+// kind. Only keys already recorded are read (and locked), so the common
+// case, all keys new, costs nothing here. A claim that deletes a
+// KeyPackage while this reads does not change the answer: a claimable
+// KeyPackage's init key is held stored or handed out.
+func takeOverInitKeys(ctx context.Context, tx pgx.Tx, ik *initKeys, inserted [][]byte, now time.Time) error {
+	if len(inserted) == len(ik.keys) {
 		return nil
 	}
 	done := make(map[string]bool, len(inserted))
 	for _, k := range inserted {
 		done[string(k)] = true
 	}
-	for i, k := range ks {
+	args := ik.args()
+	for i, k := range ik.keys {
 		if done[string(k)] {
 			continue
 		}
 		var (
-			had      int16
-			notAfter time.Time
+			handedOut bool
+			notAfter  time.Time
 		)
-		if err := tx.QueryRow(ctx, `SELECT kind, not_after FROM p2kit_init_keys WHERE init_key = $1 FOR UPDATE`, k).Scan(&had, &notAfter); err != nil {
+		if err := tx.QueryRow(ctx, initKeyHeldSQL, k).Scan(&handedOut, &notAfter); err != nil {
 			return err
 		}
-		if p2core.InitKeyHeld(had == keyHandedOut, notAfter, now) {
+		if p2core.InitKeyHeld(handedOut, notAfter, now) {
 			return fmt.Errorf("pgstore: init key in use: %w", p2core.ErrDuplicateKeyPackage)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = $2, not_after = $3 WHERE init_key = $1`, k, kind, nas[i]); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = $3, not_after = $2, user_id = $4, session_id = $5,
+				seq = `+fmt.Sprintf(locatorSQL, "$7::BIGINT")+` WHERE init_key = $1`,
+			k, ik.notAfters[i], ik.kind, args[3], args[4], ik.n, ik.pos[i]); err != nil {
 			return err
 		}
 	}
@@ -191,11 +238,12 @@ func addKeyPackages(ctx context.Context, tx pgx.Tx, kps []p2core.KeyPackage, fre
 		}
 	}
 	u, id := uid(kps[0].UserID), string(kps[0].SessionID)
-	ks, nas := sortedKeys(keys, notAfters)
+	ik := newInitKeys(keys, notAfters, keyStored)
+	ik.user, ik.sid, ik.n = u, id, int64(n)
 	b := &pgx.Batch{}
 	b.Queue(lockUserSQL, u)
 	b.Queue(lockKPSessionSQL, u, id, int64(n), earliest)
-	b.Queue(insertInitKeysSQL, ks, nas, int16(keyStored))
+	b.Queue(insertInitKeysSQL, ik.args()...)
 	b.Queue(userLiveSQL, u, now, int64(n))
 	b.Queue(insertKeyPackagesSQL, u, id, int64(n), suites, refs, keys, datas, notAfters, uploaded)
 	br := tx.SendBatch(ctx, b)
@@ -225,7 +273,7 @@ func addKeyPackages(ctx context.Context, tx pgx.Tx, kps []p2core.KeyPackage, fre
 	if err != nil {
 		return err
 	}
-	if err := takeOverInitKeys(ctx, tx, ks, nas, inserted, keyStored, now); err != nil {
+	if err := takeOverInitKeys(ctx, tx, ik, inserted, now); err != nil {
 		return err
 	}
 	return p2core.CheckKeyPackageCap(int(have), fresh, max)
@@ -266,7 +314,7 @@ func setLastResort(ctx context.Context, tx pgx.Tx, kp p2core.KeyPackage, now tim
 			return err
 		}
 	} else {
-		if err := claimInitKeys(ctx, tx, [][]byte{key}, []time.Time{notAfter}, keyLastResort, now); err != nil {
+		if err := claimInitKeys(ctx, tx, newInitKeys([][]byte{key}, []time.Time{notAfter}, keyLastResort), now); err != nil {
 			return fmt.Errorf("pgstore: last resort: %w", err)
 		}
 		if old.lrKey != nil {
@@ -299,7 +347,7 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 		for i, k := range initKeys {
 			keys[i] = nn(k)
 		}
-		rows, err := q.Query(ctx, `SELECT u.ord, i.kind, i.not_after
+		rows, err := q.Query(ctx, `SELECT u.ord, `+handedOutSQL+`, i.not_after
 			FROM unnest($1::BYTEA[]) WITH ORDINALITY AS u(k, ord) JOIN p2kit_init_keys i ON i.init_key = u.k`, keys)
 		if err != nil {
 			return err
@@ -307,14 +355,14 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				ord      int64
-				kind     int16
-				notAfter time.Time
+				ord       int64
+				handedOut bool
+				notAfter  time.Time
 			)
-			if err := rows.Scan(&ord, &kind, &notAfter); err != nil {
+			if err := rows.Scan(&ord, &handedOut, &notAfter); err != nil {
 				return err
 			}
-			if p2core.InitKeyHeld(kind == keyHandedOut, notAfter, now) && (out < 0 || int(ord-1) < out) {
+			if p2core.InitKeyHeld(handedOut, notAfter, now) && (out < 0 || int(ord-1) < out) {
 				out = int(ord - 1)
 			}
 		}
@@ -331,26 +379,33 @@ func (s *Store) InitKeyInUse(ctx context.Context, initKeys [][]byte, now time.Ti
 // (so claims of one session take turns: the row holds the counts they
 // update) and takes the first regular KeyPackage at or after the
 // session's head that is claimable at $2 for suite $3 (0: any), through
-// the primary key's (user_id, session_id, seq) order: deleted, its init
-// key marked handed out, the session's count decremented and, when it was
-// the first KeyPackage stored at or after the head, the head moved past
-// it (every KeyPackage before the head is gone, so no claim walks over
-// the index entries its predecessors deleted; one that is not claimable
-// at this claim's time or suite stays ahead of the head, as a claim at
-// another time or of another suite may take it). It returns one row per session: the KeyPackage taken (NULLs
-// when none), the session's live regular KeyPackages after the claim, and
-// whether the session stores anything (a session that gave nothing and
-// stores something goes to p2core.ClaimFrom's last-resort rule).
+// the primary key's (user_id, session_id, seq) order: deleted (which
+// makes its init key handed out, see handedOutSQL: the init key's row is
+// not written), the session's count decremented and, when it was the
+// first KeyPackage stored at or after the head, the head moved past it
+// (every KeyPackage before the head is gone, so no claim walks over the
+// index entries its predecessors deleted). In the common case that first
+// KeyPackage is the one taken, found by one index probe; only when it is
+// not claimable at this claim's time or for its suite does a second probe
+// look further, and the head stays, as a claim at another time or of
+// another suite may take it. It returns one row per session: the
+// KeyPackage taken (NULLs when none), the session's stored regular
+// KeyPackages after the claim, whether the session stores anything (a
+// session that gave nothing and stores something goes to
+// p2core.ClaimFrom's last-resort rule), and whether some of them may have
+// expired.
 //
 // Counting is this backend's form of p2core.Live: available counts every
 // stored regular KeyPackage, expired or not, and min_not_after is a lower
-// bound of their NotAfter; only when it has passed are the session's
-// expired KeyPackages counted (and the bound renewed), which purges
-// (every minute in the example server) keep rare.
+// bound of their NotAfter. Only when that bound has passed (a KeyPackage
+// expired and is not purged yet, which purges, every minute in the
+// example server, keep rare) does the claim count the session's live
+// ones, in a statement of its own (availableSQL); the statement itself
+// stays small, as PostgreSQL sets up every node of it on every run.
 //
-// The pick locks its row (FOR UPDATE): a claim that waited for the session
-// row sees, in its snapshot, rows another claim deleted meanwhile without
-// moving the head past them; locking skips them.
+// The probes lock their rows (FOR UPDATE): a claim that waited for the
+// session row sees, in its snapshot, rows another claim deleted meanwhile
+// without moving the head past them; locking skips them.
 //
 // Sessions that have ended by themselves are not in s, so nothing of
 // them is taken, counted or returned (nor, since only sessions s returns
@@ -374,42 +429,35 @@ const claimSQL = `WITH s AS (
 	ORDER BY session_id
 	FOR UPDATE
 ), pick AS (
-	SELECT s.session_id, k.seq, (SELECT f.seq FROM p2kit_key_packages f
-		WHERE f.user_id = $1 AND f.session_id = s.session_id AND f.seq >= s.head
-		ORDER BY f.seq LIMIT 1) AS first
+	SELECT s.session_id, f.claimable AS at_head,
+		CASE WHEN f.claimable THEN f.seq ELSE (SELECT c.seq FROM p2kit_key_packages c
+			WHERE c.user_id = $1 AND c.session_id = s.session_id AND c.seq > f.seq
+				AND c.not_after > $2 AND ($3::INTEGER = 0 OR c.cipher_suite = $3::INTEGER)
+			ORDER BY c.seq
+			LIMIT 1
+			FOR UPDATE) END AS seq
 	FROM s CROSS JOIN LATERAL (
-		SELECT c.seq FROM p2kit_key_packages c
+		SELECT c.seq, c.not_after > $2 AND ($3::INTEGER = 0 OR c.cipher_suite = $3::INTEGER) AS claimable
+		FROM p2kit_key_packages c
 		WHERE c.user_id = $1 AND c.session_id = s.session_id AND c.seq >= s.head
-			AND c.not_after > $2 AND ($3::INTEGER = 0 OR c.cipher_suite = $3::INTEGER)
 		ORDER BY c.seq
 		LIMIT 1
 		FOR UPDATE
-	) k
+	) f
 ), taken AS (
 	DELETE FROM p2kit_key_packages k USING pick
 	WHERE k.user_id = $1 AND k.session_id = pick.session_id AND k.seq = pick.seq
-	RETURNING k.session_id, k.seq, k.cipher_suite, k.ref, k.init_key, k.data, k.not_after, k.uploaded_at
-), handed AS (
-	UPDATE p2kit_init_keys i SET kind = 3 FROM taken WHERE i.init_key = taken.init_key
-), expired AS (
-	SELECT s.session_id, (SELECT count(*) FROM p2kit_key_packages e
-		WHERE e.user_id = $1 AND e.session_id = s.session_id AND e.not_after <= $2) AS n,
-		(SELECT min(e.not_after) FROM p2kit_key_packages e
-		WHERE e.user_id = $1 AND e.session_id = s.session_id) AS low
-	FROM s WHERE s.min_not_after <= $2
+	RETURNING k.session_id, k.seq, k.cipher_suite, k.ref, k.init_key, k.data, k.not_after, k.uploaded_at, pick.at_head
 ), counted AS (
 	UPDATE p2kit_kp_sessions x SET available = x.available - 1,
-		head = CASE WHEN t.seq = p.first THEN t.seq + 1 ELSE x.head END,
-		min_not_after = coalesce((SELECT e.low FROM expired e WHERE e.session_id = t.session_id), x.min_not_after)
-	FROM taken t JOIN pick p ON p.session_id = t.session_id
+		head = CASE WHEN t.at_head THEN t.seq + 1 ELSE x.head END
+	FROM taken t
 	WHERE x.user_id = $1 AND x.session_id = t.session_id
-	RETURNING x.session_id, x.available
+	RETURNING x.session_id, x.available, t.cipher_suite, t.ref, t.init_key, t.data, t.not_after, t.uploaded_at
 )
-SELECT s.session_id, t.cipher_suite, t.ref, t.init_key, t.data, t.not_after, t.uploaded_at,
-	coalesce(c.available, s.available) - coalesce(e.n, 0), s.stores
-FROM s LEFT JOIN taken t ON t.session_id = s.session_id
-	LEFT JOIN counted c ON c.session_id = s.session_id
-	LEFT JOIN expired e ON e.session_id = s.session_id
+SELECT s.session_id, c.cipher_suite, c.ref, c.init_key, c.data, c.not_after, c.uploaded_at,
+	coalesce(c.available, s.available), s.stores, coalesce(s.min_not_after <= $2, FALSE)
+FROM s LEFT JOIN counted c ON c.session_id = s.session_id
 ORDER BY s.session_id`
 
 // claimRow scans the KeyPackage columns shared by the claim statements.
@@ -515,29 +563,45 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 			cancel()
 		}
 	}()
-	rows, err := conn.Query(context.WithoutCancel(c.ctx), claimSQL, c.u, now, int32(suite),
+	qctx := context.WithoutCancel(c.ctx)
+	rows, err := conn.Query(qctx, claimSQL, c.u, now, int32(suite),
 		nullTime(c.ends.CreatedBy), nullTime(c.ends.UsedBy), nullTime(c.ends.CertExpiredBy))
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	var recount []int // indexes in c.taken of sessions whose NotAfter bound has passed
 	for rows.Next() {
 		var (
-			sid    string
-			r      claimRow
-			stores bool
+			sid           string
+			r             claimRow
+			stores, stale bool
 		)
-		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &stores); err != nil {
+		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &stores, &stale); err != nil {
+			rows.Close()
 			return err
 		}
 		switch {
 		case r.suite != nil:
+			if stale {
+				recount = append(recount, len(c.taken))
+			}
 			c.taken = append(c.taken, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
 		case stores:
 			c.rest = append(c.rest, p2core.SessionID(sid))
 		}
 	}
-	return rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// The claim has committed: a failure to count now is reported as the
+	// claim's, which loses what it took, never hands it out twice.
+	for _, i := range recount {
+		if err := conn.QueryRow(qctx, availableSQL, c.u, string(c.taken[i].SessionID), now).Scan(&c.taken[i].Remaining); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TakeOldest returns what claimSQL took, which left out the sessions that

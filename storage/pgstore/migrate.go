@@ -20,10 +20,14 @@ type migration struct {
 // first release; a later change is a new entry, never an edit of one.
 //
 // Init keys: p2kit_init_keys holds every init key in use, one row each,
-// whose primary key is what makes init keys unique across stored
-// KeyPackages (kind 1), last resorts (kind 2) and handed-out KeyPackages
-// (kind 3, in use until not_after). A kind 3 row whose not_after has passed
-// is free for reuse; purges delete every row whose not_after has passed.
+// whose primary key is what makes init keys unique across regular
+// KeyPackages (kind 1), last resorts (kind 2) and handed-out last resorts
+// (kind 3, in use until not_after). Since version 2 a kind 1 row records
+// where its KeyPackage is (user_id, session_id, seq): the KeyPackage is
+// stored while that row exists and handed out once a claim has deleted
+// it, so claims write nothing here. A handed-out row whose not_after has
+// passed is free for reuse; purges delete every row whose not_after has
+// passed.
 var migrations = []migration{
 	{1, "initial schema", []string{
 		`CREATE TABLE p2kit_tokens (
@@ -151,10 +155,17 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX p2kit_key_packages_expiry_idx ON p2kit_key_packages (not_after)`,
 	}},
+	// Claims stop writing a handed-out KeyPackage's init key row (a third
+	// of a claim's cost): the row says where its KeyPackage is instead.
+	// Rows recorded before keep their meaning (kind 1 without a locator
+	// is stored; earlier claims set kind 3).
+	{2, "init keys locate their KeyPackage", []string{
+		`ALTER TABLE p2kit_init_keys ADD COLUMN user_id BIGINT, ADD COLUMN session_id TEXT, ADD COLUMN seq BIGINT`,
+	}},
 }
 
 // SchemaVersion is the schema version this package migrates a database to.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // lockKey is the pg_advisory_xact_lock key that serialises migrations of
 // one schema.

@@ -26,7 +26,9 @@
 //   - Init keys are unique through the primary key of p2kit_init_keys,
 //     which holds every live init key: stored KeyPackages, last resorts and
 //     handed-out KeyPackages (until their NotAfter). Two uploads of one init
-//     key race on that index, so exactly one wins. An upload takes the
+//     key race on that index, so exactly one wins. A regular KeyPackage's
+//     row records where the KeyPackage is stored; once a claim has deleted
+//     it, the init key is handed out, so claims never write that table. An upload takes the
 //     user's p2kit_users row lock (an upsert) and its session's
 //     p2kit_kp_sessions row lock before counting against the per-user cap,
 //     so concurrent uploads cannot overshoot it; it stores all its
@@ -46,8 +48,10 @@
 //     out, by the session's p2kit_sessions row and current cert, those
 //     that p2core.SessionEnds says have ended by themselves), takes
 //     from each session the first claimable KeyPackage at or after its head
-//     through the primary key (user_id, session_id, seq), deletes it, marks
-//     its init key handed out, and updates the session's counts and head.
+//     through the primary key (user_id, session_id, seq) (one index probe
+//     when that is the first KeyPackage at the head, as it is unless a
+//     suite filter or an expired KeyPackage skips it), deletes it, and
+//     updates the session's counts and head.
 //     So claims of one session take turns on its row (about one commit
 //     time each), claims of different users run side by side, and a claim
 //     never walks over index entries its predecessors deleted. Only a

@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -270,10 +271,10 @@ func withParam(t testing.TB, dsn, key, value string) string {
 	return dsn + " " + key + "='" + value + "'"
 }
 
-// The migration mechanism, on a synthetic version 2: a version-1 schema
-// is migrated on Open, keeps its data and records the version; the
-// migration runs once; a version-1 pgstore then refuses the schema.
-func TestOpenMigratesToSyntheticVersion2(t *testing.T) {
+// The migration mechanism, on a synthetic version after SchemaVersion: a
+// current schema is migrated on Open, keeps its data and records the
+// version; the migration runs once; this pgstore then refuses the schema.
+func TestOpenMigratesToSyntheticNextVersion(t *testing.T) {
 	testDSN(t)
 	ctx := t.Context()
 	schema := freshSchema(t)
@@ -286,27 +287,27 @@ func TestOpenMigratesToSyntheticVersion2(t *testing.T) {
 	s.Close()
 	step := `INSERT INTO p2kit_settings (key, value) VALUES ('synthetic', '\x01')`
 	for range 2 {
-		s2, err := pgstore.OpenWithSyntheticVersion2(ctx, testDSN(t), &pgstore.Options{Schema: schema}, step)
+		s2, err := pgstore.OpenWithSyntheticNextVersion(ctx, testDSN(t), &pgstore.Options{Schema: schema}, step)
 		if err != nil {
-			t.Fatalf("Open with version 2 (a second run would fail on the duplicate key): %v", err)
+			t.Fatalf("Open with the next version (a second run would fail on the duplicate key): %v", err)
 		}
 		got, err := s2.IDCertBySerial(ctx, "s0")
 		if err != nil || got.Serial != "s0" {
 			t.Fatalf("cert after the migration: %v, %v", got, err)
 		}
 		if v, err := s2.Setting(ctx, "synthetic"); err != nil || len(v) != 1 {
-			t.Fatalf("the version 2 step did not run: %v, %v", v, err)
+			t.Fatalf("the next version's step did not run: %v, %v", v, err)
 		}
 		s2.Close()
 	}
 	var version int64
 	err := adminPool(t).QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "p2kit_schema_migrations"}.Sanitize()).Scan(&version)
-	if err != nil || version != 2 {
-		t.Fatalf("recorded version %d (%v), want 2", version, err)
+	if err != nil || version != pgstore.SchemaVersion+1 {
+		t.Fatalf("recorded version %d (%v), want %d", version, err, pgstore.SchemaVersion+1)
 	}
 	if s3, err := pgstore.Open(ctx, testDSN(t), &pgstore.Options{Schema: schema}); err == nil {
 		s3.Close()
-		t.Fatal("a version-1 pgstore opened a version-2 schema")
+		t.Fatal("a pgstore opened a schema of a later version")
 	}
 }
 
@@ -355,4 +356,67 @@ func TestClaimIsOnePreparedStatementRunWithAGenericPlan(t *testing.T) {
 	if generic == 0 {
 		t.Errorf("all %d claims were planned anew (custom plans); want PostgreSQL to settle on a generic plan", claims)
 	}
+}
+
+// A claim writes the KeyPackage's and the session's rows only: the init
+// key's row keeps its row version (its xmin), and the init key is still
+// held as handed out until its NotAfter and free after it.
+func TestClaimLeavesInitKeyRowAndHandsItOut(t *testing.T) {
+	schema := freshSchema(t)
+	s := openStore(t, schema, nil)
+	ctx := t.Context()
+	k := kp(7, "s", now.Add(time.Hour))
+	must(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{k}, 10, now), "upload")
+	xmin := func() string {
+		var x string
+		err := adminPool(t).QueryRow(ctx, `SELECT xmin::TEXT FROM `+pgx.Identifier{schema, "p2kit_init_keys"}.Sanitize()+
+			` WHERE init_key = $1`, k.InitKey).Scan(&x)
+		must(t, err, "read the init key's row")
+		return x
+	}
+	before := xmin()
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0].InitKey, k.InitKey) {
+		t.Fatalf("claim: %v, %+v", err, got)
+	}
+	if after := xmin(); after != before {
+		t.Errorf("the claim rewrote the init key's row (xmin %s, was %s)", after, before)
+	}
+	again := kp(7, "s", now.Add(2*time.Hour))
+	again.InitKey = k.InitKey
+	if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{again}, 10, now.Add(time.Minute)); !errors.Is(err, p2core.ErrDuplicateKeyPackage) {
+		t.Fatalf("re-upload of a handed-out init key before its NotAfter: %v, want ErrDuplicateKeyPackage", err)
+	}
+	if i, err := s.InitKeyInUse(ctx, [][]byte{k.InitKey}, now.Add(time.Minute)); err != nil || i != 0 {
+		t.Fatalf("InitKeyInUse before NotAfter: %d, %v; want 0", i, err)
+	}
+	if i, err := s.InitKeyInUse(ctx, [][]byte{k.InitKey}, now.Add(time.Hour)); err != nil || i != -1 {
+		t.Fatalf("InitKeyInUse at NotAfter: %d, %v; want -1", i, err)
+	}
+	must(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{again}, 10, now.Add(time.Hour)), "re-upload at the NotAfter")
+	if st, err := s.KeyPackageStatus(ctx, 7, "s", now.Add(time.Hour)); err != nil || st.Available != 1 {
+		t.Fatalf("status after the re-upload: %+v, %v", st, err)
+	}
+}
+
+// A regular KeyPackage's init key row recorded before schema version 2
+// (no locator) counts as stored, so it stays held after its NotAfter until
+// a purge, as it did then.
+func TestInitKeyRowWithoutLocatorCountsAsStored(t *testing.T) {
+	schema := freshSchema(t)
+	s := openStore(t, schema, nil)
+	ctx := t.Context()
+	k := kp(7, "s", now.Add(time.Hour))
+	_, err := adminPool(t).Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "p2kit_init_keys"}.Sanitize()+
+		` (init_key, kind, not_after) VALUES ($1, 1, $2)`, k.InitKey, k.NotAfter)
+	must(t, err, "insert a version-1 row")
+	later := now.Add(2 * time.Hour)
+	k.NotAfter = later.Add(time.Hour)
+	if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{k}, 10, later); !errors.Is(err, p2core.ErrDuplicateKeyPackage) {
+		t.Fatalf("upload over a stored init key past its NotAfter: %v, want ErrDuplicateKeyPackage", err)
+	}
+	if _, err := s.PurgeExpiredKeyPackages(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{k}, 10, later), "upload after the purge")
 }
