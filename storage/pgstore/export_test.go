@@ -25,3 +25,10 @@ func PreparedClaims(ctx context.Context, s *Store) (prepared bool, generic, cust
 		FROM pg_prepared_statements WHERE statement = $1`, claimSQL).Scan(&prepared, &generic, &custom)
 	return prepared, generic, custom, err
 }
+
+// Setting reads a setting of one of the store's pooled connections.
+func Setting(ctx context.Context, s *Store, name string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v)
+	return v, err
+}

@@ -420,3 +420,21 @@ func TestInitKeyRowWithoutLocatorCountsAsStored(t *testing.T) {
 	}
 	must(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{k}, 10, later), "upload after the purge")
 }
+
+// Connections plan with random_page_cost 1.1 (by key, not by reading
+// small tables whole) unless the DSN sets it.
+func TestConnectionsPlanWithLowRandomPageCostUnlessTheDSNSetsIt(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t, freshSchema(t), nil)
+	if v, err := pgstore.Setting(ctx, s, "random_page_cost"); err != nil || v != "1.1" {
+		t.Fatalf("random_page_cost %q, %v; want 1.1", v, err)
+	}
+	own, err := pgstore.Open(ctx, withParam(t, testDSN(t), "random_page_cost", "3"), &pgstore.Options{Schema: freshSchema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if v, err := pgstore.Setting(ctx, own, "random_page_cost"); err != nil || v != "3" {
+		t.Fatalf("random_page_cost with the DSN's 3: %q, %v", v, err)
+	}
+}
