@@ -32,3 +32,9 @@ func Setting(ctx context.Context, s *Store, name string) (string, error) {
 	err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v)
 	return v, err
 }
+
+// OpenAtVersion opens the store with the schema history up to version
+// only, as a pgstore of that version would, for upgrade tests.
+func OpenAtVersion(ctx context.Context, dsn string, opts *Options, version int) (*Store, error) {
+	return open(ctx, dsn, opts, migrations[:version:version])
+}

@@ -438,3 +438,67 @@ func TestConnectionsPlanWithLowRandomPageCostUnlessTheDSNSetsIt(t *testing.T) {
 		t.Fatalf("random_page_cost with the DSN's 3: %q, %v", v, err)
 	}
 }
+
+// A schema of version 1 holding a stored KeyPackage, a claimed one (its
+// init key row kind 3, as version 1's claims left it) and a last resort
+// is migrated by Open to version 2 with nothing lost: the stored one is
+// claimed once and its init key then held until its NotAfter, the
+// claimed one's init key is held until its NotAfter and free after it,
+// and the last resort is handed out when nothing else remains.
+func TestUpgradeFromVersion1KeepsKeyPackagesAndInitKeys(t *testing.T) {
+	ctx := t.Context()
+	schema := freshSchema(t)
+	v1, err := pgstore.OpenAtVersion(ctx, testDSN(t), &pgstore.Options{Schema: schema}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1.Close()
+	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	stored, claimed, lr := kp(7, "s", now.Add(time.Hour)), kp(7, "s", now.Add(time.Hour)), kp(7, "s", now.Add(time.Hour))
+	db := adminPool(t)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO ` + table("p2kit_kp_sessions") + ` (user_id, session_id, next_seq, head, available, min_not_after,
+			lr_cipher_suite, lr_ref, lr_init_key, lr_data, lr_not_after, lr_uploaded_at)
+			VALUES (7, 's', 3, 2, 1, $1, 1, $2, $3, $4, $1, $5)`, []any{lr.NotAfter, lr.Ref, lr.InitKey, lr.Data, lr.UploadedAt}},
+		{`INSERT INTO ` + table("p2kit_key_packages") + ` VALUES (7, 's', 2, 1, $1, $2, $3, $4, $5)`,
+			[]any{stored.Ref, stored.InitKey, stored.Data, stored.NotAfter, stored.UploadedAt}},
+		{`INSERT INTO ` + table("p2kit_init_keys") + ` VALUES ($1, 1, $2), ($3, 3, $4), ($5, 2, $6)`,
+			[]any{stored.InitKey, stored.NotAfter, claimed.InitKey, claimed.NotAfter, lr.InitKey, lr.NotAfter}},
+	} {
+		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("version-1 rows: %v", err)
+		}
+	}
+	s := openStore(t, schema, nil)
+	var version int64
+	if err := db.QueryRow(ctx, `SELECT max(version) FROM `+table("p2kit_schema_migrations")).Scan(&version); err != nil || version != pgstore.SchemaVersion {
+		t.Fatalf("schema version after Open: %d, %v", version, err)
+	}
+	if i, err := s.InitKeyInUse(ctx, [][]byte{claimed.InitKey, stored.InitKey}, now); err != nil || i != 0 {
+		t.Fatalf("InitKeyInUse of the claimed and the stored init key: %d, %v; want 0", i, err)
+	}
+	got, err := s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
+	if err != nil || len(got) != 1 || got[0].LastResort || !bytes.Equal(got[0].Data, stored.Data) || got[0].Remaining != 0 {
+		t.Fatalf("first claim after the upgrade: %v, %+v", err, got)
+	}
+	got, err = s.ClaimKeyPackages(ctx, 7, 0, now, p2core.SessionEnds{})
+	if err != nil || len(got) != 1 || !got[0].LastResort || !bytes.Equal(got[0].Data, lr.Data) {
+		t.Fatalf("second claim after the upgrade: %v, %+v", err, got)
+	}
+	for _, k := range []p2core.KeyPackage{stored, claimed} {
+		again := kp(7, "s", now.Add(3*time.Hour))
+		again.InitKey = k.InitKey
+		if err := s.AddKeyPackages(ctx, []p2core.KeyPackage{again}, 10, now.Add(time.Minute)); !errors.Is(err, p2core.ErrDuplicateKeyPackage) {
+			t.Fatalf("re-upload of a handed-out init key before its NotAfter: %v", err)
+		}
+	}
+	if _, err := s.PurgeExpiredKeyPackages(ctx, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	again := kp(7, "s", now.Add(3*time.Hour))
+	again.InitKey = claimed.InitKey
+	must(t, s.AddKeyPackages(ctx, []p2core.KeyPackage{again}, 10, now.Add(time.Hour)), "re-upload of the claimed init key after its NotAfter")
+}
