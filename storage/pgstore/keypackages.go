@@ -14,11 +14,11 @@ import (
 	"github.com/p2kit/p2kit/p2core"
 )
 
-// Kinds of rows in p2kit_init_keys.
+// Kinds of rows in p2kit_init_keys. Kind 3, a handed-out last resort's
+// (in use until not_after), is written by SQL alone (releaseLastResort).
 const (
 	keyStored     = 1 // a regular KeyPackage's: stored while its row is, handed out once it is gone
 	keyLastResort = 2 // a stored last resort's
-	keyHandedOut  = 3 // handed out; in use until not_after
 )
 
 // kpSession is what lockKPSession reads of a session's row.
@@ -100,11 +100,17 @@ var insertInitKeysSQL = `INSERT INTO p2kit_init_keys (init_key, kind, not_after,
 
 // args returns insertInitKeysSQL's arguments.
 func (ik *initKeys) args() []any {
-	var user, sid any // NULL unless regular KeyPackages'
-	if ik.user != 0 {
-		user, sid = ik.user, ik.sid
-	}
+	user, sid := ik.owner()
 	return []any{ik.keys, ik.notAfters, ik.kind, user, sid, ik.n, ik.pos}
+}
+
+// owner returns the session the keys' KeyPackages are stored in, as
+// statement arguments: NULLs unless they are regular KeyPackages'.
+func (ik *initKeys) owner() (user, sid any) {
+	if ik.user != 0 {
+		return ik.user, ik.sid
+	}
+	return nil, nil
 }
 
 // claimInitKeys records ik in p2kit_init_keys. It returns
@@ -150,7 +156,7 @@ func takeOverInitKeys(ctx context.Context, tx pgx.Tx, ik *initKeys, inserted [][
 	for _, k := range inserted {
 		done[string(k)] = true
 	}
-	args := ik.args()
+	user, sid := ik.owner()
 	for i, k := range ik.keys {
 		if done[string(k)] {
 			continue
@@ -167,7 +173,7 @@ func takeOverInitKeys(ctx context.Context, tx pgx.Tx, ik *initKeys, inserted [][
 		}
 		if _, err := tx.Exec(ctx, `UPDATE p2kit_init_keys SET kind = $3, not_after = $2, user_id = $4, session_id = $5,
 				seq = `+fmt.Sprintf(locatorSQL, "$7::BIGINT")+` WHERE init_key = $1`,
-			k, ik.notAfters[i], ik.kind, args[3], args[4], ik.n, ik.pos[i]); err != nil {
+			k, ik.notAfters[i], ik.kind, user, sid, ik.n, ik.pos[i]); err != nil {
 			return err
 		}
 	}
