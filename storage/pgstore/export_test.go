@@ -38,3 +38,13 @@ func Setting(ctx context.Context, s *Store, name string) (string, error) {
 func OpenAtVersion(ctx context.Context, dsn string, opts *Options, version int) (*Store, error) {
 	return open(ctx, dsn, opts, migrations[:version:version])
 }
+
+// QueuedClaims is how many claims wait for the next batch.
+func QueuedClaims(s *Store) int { return s.claims.queued() }
+
+// QueuedLookups is how many session-token lookups wait for the next batch.
+func QueuedLookups(s *Store) int { return s.lookups.queued() }
+
+// GatheredLookups is how many session-token lookups have run in batches
+// of more than one.
+func GatheredLookups(s *Store) int64 { return s.lookups.gathered.Load() }

@@ -2,10 +2,13 @@ package pgstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -491,27 +494,59 @@ func (r claimRow) keyPackage(user p2core.UserID, sid string) p2core.KeyPackage {
 
 // ClaimKeyPackages implements p2core.KeyPackageStore with
 // p2core.ClaimFrom. Its common case (every session gives a regular
-// KeyPackage) is one statement, claimSQL, committed on its own; only when
-// a session gave nothing does a transaction follow for the last-resort
-// rule, which re-checks under the session's row lock that no claimable
-// regular KeyPackage has been uploaded since (if one has, that session
-// gives nothing this time). The statement is sent without ctx's
-// cancellation (the operation deadline still bounds it), and a cancel
-// asks the server to abort it: either it is aborted and nothing changes,
-// or it has run and the claim goes on to its end and reports it, not lost
-// to a late cancel. Should the follow-up transaction fail (the deadline,
-// the database gone), the KeyPackages the statement took are lost, never
-// handed out twice.
+// KeyPackage) is one statement, claimSQL; only when a session gave
+// nothing does a transaction follow for the last-resort rule, which
+// re-checks under the session's row lock that no claimable regular
+// KeyPackage has been uploaded since (if one has, that session gives
+// nothing this time).
+//
+// Concurrent claims share commits: a claim that arrives while
+// Options.BatchesInFlight batches of claims are running waits for the next
+// batch, which sends the statements of all claims that waited meanwhile
+// (up to Options.MaxBatch) in one round trip as one transaction, ordered
+// by user, so that they lock session rows in one global order. A lone
+// claim runs at once and commits on its own.
+//
+// Once sent, a claim's statement runs without ctx's cancellation (the
+// operation deadline still bounds it); a cancel asks the server to abort
+// it (with the rest of its batch, whose other claims then run again on
+// their own): either it is aborted and nothing changes, or it has run and
+// the claim goes on to its end and reports it, not lost to a late cancel.
+// Should the follow-up transaction fail (the deadline, the database
+// gone), the KeyPackages the statement took are lost, never handed out
+// twice.
 //
 // Deadlock freedom: a claim locks its user's session rows in session
 // order before any KeyPackage or init key, as uploads (one session row,
-// then init keys) and EndSession (the session row first) do.
+// then init keys) and EndSession (the session row first) do; a batch
+// takes its users in ascending order.
 func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite uint16, now time.Time, ends p2core.SessionEnds) ([]p2core.ClaimedKeyPackage, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
 	now = ts(now)
 	c := &claim{ctx: ctx, user: user, u: uid(user), now: now, suite: int32(suite), ends: ends}
-	err := s.doConn(ctx, "ClaimKeyPackages", func(conn *pgxpool.Conn) error { return c.first(conn, suite, now) })
+	batch, lead, err := s.claims.join(ctx, c, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgstore: ClaimKeyPackages: %w", err)
+	}
+	if lead {
+		s.runClaims(batch)
+		s.claims.finish()
+		release(batch)
+	}
+	if c.alone {
+		c.err = s.doConn(ctx, "ClaimKeyPackages", c.first)
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	if len(c.recount) > 0 {
+		// The claim has committed: a failure to count now is reported as
+		// the claim's, which loses what it took, never hands it out twice.
+		if err := s.do(context.WithoutCancel(ctx), "ClaimKeyPackages", c.count); err != nil {
+			return nil, err
+		}
 	}
 	if len(c.rest) == 0 {
 		return p2core.ClaimFrom(c, suite, now, ends)
@@ -532,6 +567,93 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user p2core.UserID, suite 
 	return out, nil
 }
 
+// runClaims runs a batch of claims' statements: one claim alone runs on
+// its own (first); several are sent in one round trip and commit
+// together. When a member's ctx ends while the batch runs, the server is
+// asked to abort the batch; if it did, that member reports its ctx's
+// error and the others run again, each on its own (alone).
+func (s *Store) runClaims(batch []*queued[*claim]) {
+	if len(batch) == 1 {
+		c := batch[0].call
+		c.err = s.doConn(c.ctx, "ClaimKeyPackages", c.first)
+		return
+	}
+	cs := make([]*claim, len(batch))
+	for i, q := range batch {
+		cs[i] = q.call
+	}
+	slices.SortStableFunc(cs, func(a, b *claim) int { return cmp.Compare(a.u, b.u) })
+	var cancelled atomic.Bool
+	err := s.doConn(context.Background(), "ClaimKeyPackages", func(conn *pgxpool.Conn) error {
+		return claimTogether(conn, cs, &cancelled)
+	})
+	for _, c := range cs {
+		switch {
+		case err == nil:
+		case cancelled.Load() && c.ctx.Err() != nil:
+			c.err = fmt.Errorf("pgstore: ClaimKeyPackages: %w", c.ctx.Err())
+		case cancelled.Load():
+			c.alone = true
+		default:
+			c.err = err
+		}
+	}
+}
+
+// claimTogether sends the claims' statements in one pipeline with one
+// Sync, so that PostgreSQL runs them as one implicit transaction: all
+// commit together, or none does. The claims' ctxs do not cancel the
+// statements; when one ends, the server is asked to abort them
+// (cancelled is set) and the connection is closed afterwards, not pooled,
+// so the request cannot cancel a later statement on it.
+func claimTogether(conn *pgxpool.Conn, cs []*claim, cancelled *atomic.Bool) error {
+	sent := make(chan struct{})
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			defer close(sent)
+			cancelled.Store(true)
+			cctx, stop := context.WithTimeout(context.Background(), commitTimeout)
+			defer stop()
+			_ = conn.Conn().PgConn().CancelRequest(cctx)
+		})
+	}
+	stops := make([]func() bool, len(cs))
+	for i, c := range cs {
+		c.reset()
+		stops[i] = context.AfterFunc(c.ctx, cancel)
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+		if cancelled.Load() {
+			<-sent
+			cctx, stop := context.WithTimeout(context.Background(), time.Second)
+			_ = conn.Conn().Close(cctx)
+			stop()
+		}
+	}()
+	b := &pgx.Batch{}
+	for _, c := range cs {
+		b.Queue(claimSQL, c.args()...)
+	}
+	ctx := context.Background()
+	br := conn.SendBatch(ctx, b)
+	for _, c := range cs {
+		rows, err := br.Query()
+		if err == nil {
+			err = c.scan(rows)
+		}
+		if err != nil {
+			br.Close()
+			return err
+		}
+	}
+	// Close reads the end of the implicit transaction: its COMMIT.
+	return br.Close()
+}
+
 // claim is one ClaimKeyPackages call: the p2core.ClaimSource whose
 // TakeOldest is claimSQL's result and whose last-resort steps run in tx.
 type claim struct {
@@ -544,16 +666,31 @@ type claim struct {
 	ends  p2core.SessionEnds
 	taken []p2core.ClaimedKeyPackage
 	rest  []p2core.SessionID
+	// recount holds the indexes in taken of sessions whose NotAfter bound
+	// has passed: their Remaining is counted after the statement (count).
+	recount []int
+	// err is the statement's failure, when the claim was run in a batch;
+	// alone asks the claim to run on its own (its batch was aborted).
+	err   error
+	alone bool
 }
 
-// first runs claimSQL on conn. It sends the statement without ctx's
-// cancellation and, when ctx is done, asks the server to cancel it
-// instead: a statement still running (waiting for a lock) is aborted and
-// changes nothing; one that has finished is reported, not lost. A
-// connection that a cancel request was sent for is closed, not pooled,
-// so the request cannot cancel a later statement on it.
-func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
-	c.taken, c.rest = nil, nil
+func (c *claim) reset() { c.taken, c.rest, c.recount = nil, nil, nil }
+
+// args are claimSQL's arguments.
+func (c *claim) args() []any {
+	return []any{c.u, c.now, c.suite, nullTime(c.ends.CreatedBy), nullTime(c.ends.UsedBy), nullTime(c.ends.CertExpiredBy)}
+}
+
+// first runs claimSQL on conn, alone, committed on its own. It sends the
+// statement without ctx's cancellation and, when ctx is done, asks the
+// server to cancel it instead: a statement still running (waiting for a
+// lock) is aborted and changes nothing; one that has finished is
+// reported, not lost. A connection that a cancel request was sent for is
+// closed, not pooled, so the request cannot cancel a later statement on
+// it.
+func (c *claim) first(conn *pgxpool.Conn) error {
+	c.reset()
 	sent := make(chan struct{})
 	stop := context.AfterFunc(c.ctx, func() {
 		defer close(sent)
@@ -569,13 +706,17 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 			cancel()
 		}
 	}()
-	qctx := context.WithoutCancel(c.ctx)
-	rows, err := conn.Query(qctx, claimSQL, c.u, now, int32(suite),
-		nullTime(c.ends.CreatedBy), nullTime(c.ends.UsedBy), nullTime(c.ends.CertExpiredBy))
+	rows, err := conn.Query(context.WithoutCancel(c.ctx), claimSQL, c.args()...)
 	if err != nil {
 		return err
 	}
-	var recount []int // indexes in c.taken of sessions whose NotAfter bound has passed
+	return c.scan(rows)
+}
+
+// scan reads claimSQL's rows into taken, rest and recount, and closes
+// rows.
+func (c *claim) scan(rows pgx.Rows) error {
+	defer rows.Close()
 	for rows.Next() {
 		var (
 			sid           string
@@ -583,13 +724,12 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 			stores, stale bool
 		)
 		if err := rows.Scan(&sid, &r.suite, &r.ref, &r.key, &r.data, &r.notAfter, &r.uploadedAt, &r.available, &stores, &stale); err != nil {
-			rows.Close()
 			return err
 		}
 		switch {
 		case r.suite != nil:
 			if stale {
-				recount = append(recount, len(c.taken))
+				c.recount = append(c.recount, len(c.taken))
 			}
 			c.taken = append(c.taken, p2core.ClaimedKeyPackage{KeyPackage: r.keyPackage(c.user, sid), Remaining: int(r.available)})
 		case stores:
@@ -597,13 +737,14 @@ func (c *claim) first(conn *pgxpool.Conn, suite uint16, now time.Time) error {
 		}
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	// The claim has committed: a failure to count now is reported as the
-	// claim's, which loses what it took, never hands it out twice.
-	for _, i := range recount {
-		if err := conn.QueryRow(qctx, availableSQL, c.u, string(c.taken[i].SessionID), now).Scan(&c.taken[i].Remaining); err != nil {
+	return rows.Err()
+}
+
+// count sets the Remaining of the taken KeyPackages whose sessions' NotAfter
+// bound has passed, counting their live KeyPackages (availableSQL).
+func (c *claim) count(q querier) error {
+	for _, i := range c.recount {
+		if err := q.QueryRow(context.WithoutCancel(c.ctx), availableSQL, c.u, string(c.taken[i].SessionID), c.now).Scan(&c.taken[i].Remaining); err != nil {
 			return err
 		}
 	}

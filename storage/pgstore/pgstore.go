@@ -61,6 +61,16 @@
 //     handed out twice, and the last resort is never handed out while a
 //     regular KeyPackage remains. Every writer of KeyPackages locks the
 //     session row before the KeyPackage rows, so they cannot deadlock.
+//   - Concurrent claims share their commit. While Options.BatchesInFlight
+//     batches of claims run, the claims that arrive wait and then go
+//     together (up to Options.MaxBatch): their statements are sent in one
+//     round trip with one Sync, so PostgreSQL runs them as one implicit
+//     transaction, each statement seeing the ones before it (two claims
+//     of one user take different KeyPackages); all commit, or none does.
+//     A batch takes its users in ascending order, so batches lock session
+//     rows in one order and cannot deadlock each other. A lone claim
+//     runs at once, on its own. Session-token lookups (SessionByToken)
+//     are gathered the same way into one statement (token_hash = ANY).
 //   - PutIDCert and EndSession serialise per session on a p2kit_cert_heads
 //     row; a partial unique index guarantees one current cert per session.
 //   - AddServerKey is a compare-and-swap: the current key's row is updated
@@ -126,6 +136,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -178,14 +189,27 @@ type Options struct {
 	// longer. Zero means 10 s; negative means no deadline (the caller's
 	// ctx alone).
 	OperationTimeout time.Duration
+	// MaxBatch is the most concurrent calls of one kind (KeyPackage
+	// claims; session-token lookups) that are sent to the database
+	// together, in one round trip (claims: as one transaction, one
+	// commit). Calls are gathered only while BatchesInFlight batches of
+	// their kind already run, so a lone call never waits for others.
+	// Zero means 64; 1 or less turns the gathering off, every call then
+	// running on its own.
+	MaxBatch int
+	// BatchesInFlight is how many batches of one kind run at once; a
+	// call that finds them all running waits for the next batch. Zero
+	// means 2. It should be well below the pool's size (MaxConns), as
+	// each batch holds a connection while it runs.
+	BatchesInFlight int
 }
 
 // DefaultMaxConns is the connection pool's size unless Options.MaxConns
-// or the DSN's pool_max_conns says otherwise. Each claim commits on its
-// own, so what a pool of n connections gives is n commits in flight,
-// which PostgreSQL flushes to the WAL together: measured on two cores with
-// 64 concurrent claimers (examples/loadgen), 16 connections claimed twice
-// as fast as pgx's default of 4, and 48 no faster than 16. A server runs
+// or the DSN's pool_max_conns says otherwise. Concurrent commits are
+// flushed to the WAL together, so the pool's size bounds how many
+// commits share a flush: measured on two cores with 64 concurrent
+// claimers (examples/loadgen), before claims were batched, 16 connections
+// claimed twice as fast as pgx's default of 4, and 48 no faster than 16. A server runs
 // at most this many statements at once; several instances on one
 // database need that many connections each (max_connections is 100 by
 // default).
@@ -216,6 +240,8 @@ const (
 	defaultMaxRetries       = 8
 	defaultConnectTimeout   = 10 * time.Second
 	defaultOperationTimeout = 10 * time.Second
+	defaultMaxBatch         = 64
+	defaultBatchesInFlight  = 2
 )
 
 // Store is a p2core.Store kept in PostgreSQL. It is safe for concurrent use
@@ -229,6 +255,10 @@ type Store struct {
 	opTimeout time.Duration
 	closed    atomic.Bool
 	closeOnce sync.Once
+	// claims and lookups gather concurrent claims and session-token
+	// lookups into batches (Options.MaxBatch).
+	claims  coalescer[*claim]
+	lookups coalescer[*lookup]
 }
 
 // The compiler checks that *Store is a p2core.Store.
@@ -298,6 +328,19 @@ func open(ctx context.Context, dsn string, opts *Options, history []migration) (
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
 	}
 	s := &Store{pool: pool, maxRetries: o.MaxRetries, opTimeout: connect}
+	size, inFlight := o.MaxBatch, o.BatchesInFlight
+	if size == 0 {
+		size = defaultMaxBatch
+	}
+	if inFlight <= 0 {
+		inFlight = defaultBatchesInFlight
+	}
+	if size <= 1 {
+		// Every call finds a free slot: none waits, none is gathered.
+		size, inFlight = 1, math.MaxInt
+	}
+	s.claims = coalescer[*claim]{max: size, inFlight: inFlight}
+	s.lookups = coalescer[*lookup]{max: size, inFlight: inFlight}
 	if err := s.migrate(ctx, schema, history); err != nil {
 		pool.Close()
 		return nil, err

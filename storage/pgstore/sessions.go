@@ -123,18 +123,98 @@ func (s *Store) TouchSession(ctx context.Context, user p2core.UserID, sid p2core
 }
 
 // SessionByToken implements p2core.SessionStore: ErrNotFound for an unknown
-// hash.
+// hash. Concurrent lookups are gathered as claims are (see
+// ClaimKeyPackages and Options.MaxBatch): a lookup that arrives while
+// Options.BatchesInFlight batches of lookups run waits for the next batch,
+// one statement for the hashes of all lookups that waited meanwhile. Each
+// lookup's statement starts after the lookup was called, so it sees
+// every session change committed before. A lookup whose ctx ends before
+// its batch is sent returns at once; one that runs a batch for others
+// returns when the batch has run (within the operation deadline).
 func (s *Store) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Session, error) {
-	var ss p2core.Session
-	err := s.do(ctx, "SessionByToken", func(q querier) error {
-		var err error
-		ss, err = scanSession(q.QueryRow(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, hash[:]))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("pgstore: session: %w", p2core.ErrNotFound)
+	if err := s.enter(ctx); err != nil {
+		return p2core.Session{}, err
+	}
+	l := &lookup{ctx: ctx, hash: hash}
+	batch, lead, err := s.lookups.join(ctx, l, false)
+	if err != nil {
+		return p2core.Session{}, fmt.Errorf("pgstore: SessionByToken: %w", err)
+	}
+	if lead {
+		s.runLookups(batch)
+		s.lookups.finish()
+		release(batch)
+	}
+	switch {
+	case l.err != nil:
+		return p2core.Session{}, l.err
+	case !l.found:
+		return p2core.Session{}, fmt.Errorf("pgstore: session: %w", p2core.ErrNotFound)
+	}
+	return l.sess, nil
+}
+
+// lookup is one SessionByToken call.
+type lookup struct {
+	ctx   context.Context
+	hash  [32]byte
+	sess  p2core.Session
+	found bool
+	err   error
+}
+
+// runLookups looks up a batch of token hashes: one alone with its own
+// ctx, several in one statement, which the batch's members' ctxs do not
+// cancel.
+func (s *Store) runLookups(batch []*queued[*lookup]) {
+	if len(batch) == 1 {
+		l := batch[0].call
+		l.err = s.do(l.ctx, "SessionByToken", func(q querier) error {
+			var err error
+			l.sess, err = scanSession(q.QueryRow(l.ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, l.hash[:]))
+			l.found = err == nil
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		return
+	}
+	byHash := make(map[[32]byte][]*lookup, len(batch))
+	hashes := make([][]byte, 0, len(batch))
+	for _, q := range batch {
+		l := q.call
+		if byHash[l.hash] == nil {
+			hashes = append(hashes, l.hash[:])
 		}
-		return err
+		byHash[l.hash] = append(byHash[l.hash], l)
+	}
+	ctx := context.Background()
+	err := s.do(ctx, "SessionByToken", func(q querier) error {
+		for _, ls := range byHash {
+			for _, l := range ls {
+				l.found = false
+			}
+		}
+		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = ANY($1)`, hashes)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			ss, err := scanSession(rows)
+			if err != nil {
+				return err
+			}
+			for _, l := range byHash[ss.TokenHash] {
+				l.sess, l.found = ss, true
+			}
+		}
+		return rows.Err()
 	})
-	return ss, err
+	for _, q := range batch {
+		q.call.err = err
+	}
 }
 
 // Sessions implements p2core.SessionStore: oldest first (ties in creation
