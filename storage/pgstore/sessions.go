@@ -111,6 +111,23 @@ func scanSession(row pgx.Row) (p2core.Session, error) {
 	return ss, nil
 }
 
+// eachSession calls fn with every session of rows (a Query's result and
+// error, sessionColumns selected) and closes rows.
+func eachSession(rows pgx.Rows, err error, fn func(p2core.Session)) error {
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		ss, err := scanSession(rows)
+		if err != nil {
+			return err
+		}
+		fn(ss)
+	}
+	return rows.Err()
+}
+
 // TouchSession implements p2core.SessionStore in one statement that moves
 // last_used_at forward only.
 func (s *Store) TouchSession(ctx context.Context, user p2core.UserID, sid p2core.SessionID, at time.Time) error {
@@ -197,20 +214,11 @@ func (s *Store) runLookups(batch []*queued[*lookup]) {
 			}
 		}
 		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = ANY($1)`, hashes)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			ss, err := scanSession(rows)
-			if err != nil {
-				return err
-			}
+		return eachSession(rows, err, func(ss p2core.Session) {
 			for _, l := range byHash[ss.TokenHash] {
 				l.sess, l.found = ss, true
 			}
-		}
-		return rows.Err()
+		})
 	})
 	for _, q := range batch {
 		q.call.err = err
@@ -225,18 +233,7 @@ func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Sess
 		out = []p2core.Session{}
 		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions
 			WHERE user_id = $1 ORDER BY created_at, seq`, uid(user))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			ss, err := scanSession(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, ss)
-		}
-		return rows.Err()
+		return eachSession(rows, err, func(ss p2core.Session) { out = append(out, ss) })
 	})
 	if err != nil {
 		return nil, err
