@@ -624,10 +624,13 @@ func claimTogether(conn *pgxpool.Conn, cs []*claim, cancelled *atomic.Bool) erro
 		stops[i] = context.AfterFunc(c.ctx, cancel)
 	}
 	defer func() {
+		fired := false
 		for _, stop := range stops {
-			stop()
+			if !stop() {
+				fired = true // cancel has run or is running
+			}
 		}
-		if cancelled.Load() {
+		if fired {
 			<-sent
 			cctx, stop := context.WithTimeout(context.Background(), time.Second)
 			_ = conn.Conn().Close(cctx)
