@@ -167,22 +167,32 @@ func (s *Store) CurrentIDCert(ctx context.Context, user p2core.UserID, sid p2cor
 func (s *Store) certVia(ctx context.Context, index string, key []byte, what string) (p2core.IDCert, error) {
 	var out p2core.IDCert
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		ck := tx.Bucket([]byte(index)).Get(key)
-		if ck == nil {
+		c, found, err := certIn(tx, index, key)
+		if err == nil && !found {
 			return fmt.Errorf("boltstore: %s: %w", what, p2core.ErrNotFound)
 		}
-		v := tx.Bucket([]byte(bCerts)).Get(ck)
-		if v == nil {
-			return errCorrupt
-		}
-		var err error
-		out, err = decodeCert(v)
+		out = c
 		return err
 	})
 	if err != nil {
 		return p2core.IDCert{}, err
 	}
 	return out, nil
+}
+
+// certIn reads, in tx, the cert whose key in certs is stored under key in
+// the index bucket; found is false when there is none.
+func certIn(tx *bolt.Tx, index string, key []byte) (c p2core.IDCert, found bool, err error) {
+	ck := tx.Bucket([]byte(index)).Get(key)
+	if ck == nil {
+		return p2core.IDCert{}, false, nil
+	}
+	v := tx.Bucket([]byte(bCerts)).Get(ck)
+	if v == nil {
+		return p2core.IDCert{}, false, errCorrupt
+	}
+	c, err = decodeCert(v)
+	return c, err == nil, err
 }
 
 // IDCertsAt implements p2core.CertStore. When no cert of the user was

@@ -760,15 +760,11 @@ func (c *claimSource) ended(sid p2core.SessionID, ends p2core.SessionEnds) (bool
 	}
 	var cert *p2core.IDCert
 	if r.Home != "" {
-		if ck := c.tx.Bucket([]byte(bCertCurrent)).Get(key); ck != nil {
-			cv := c.tx.Bucket([]byte(bCerts)).Get(ck)
-			if cv == nil {
-				return false, errCorrupt
-			}
-			cc, err := decodeCert(cv)
-			if err != nil {
-				return false, err
-			}
+		cc, found, err := certIn(c.tx, bCertCurrent, key)
+		if err != nil {
+			return false, err
+		}
+		if found {
 			cert = &cc
 		}
 	}
