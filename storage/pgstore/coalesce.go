@@ -40,9 +40,9 @@ type queued[T any] struct {
 	taken bool
 }
 
-// join adds call to a batch. When the batch is to be run by this caller,
-// join returns it (with call first in it) and lead; the caller runs it,
-// then calls finish, then release. Else
+// join adds call to a batch (do is how callers use it). When the batch is
+// to be run by this caller, join returns it (with call first in it) and
+// lead; the caller runs it, then calls finish, then release. Else
 // join returns when another caller has run the batch holding call (its
 // results are in call), or returns ctx's error when ctx ends before call
 // was taken into a batch; once taken, a call's batch runs whatever its
@@ -90,6 +90,27 @@ func (c *coalescer[T]) join(ctx context.Context, call T, wait bool) (batch []*qu
 	case <-q.done:
 		return nil, false, nil
 	}
+}
+
+// do runs call in a batch: it joins one (join) and, when chosen to run
+// it, runs the batch's calls with run, ends it (finish) and tells the
+// other members (release). Its error is join's: ctx's, for a call that
+// was never run or, without wait, whose result nobody waits for.
+func (c *coalescer[T]) do(ctx context.Context, call T, wait bool, run func([]T)) error {
+	batch, lead, err := c.join(ctx, call, wait)
+	if err != nil {
+		return err
+	}
+	if lead {
+		calls := make([]T, len(batch))
+		for i, q := range batch {
+			calls[i] = q.call
+		}
+		run(calls)
+		c.finish()
+		release(batch)
+	}
+	return nil
 }
 
 // finish ends the batch the caller ran: the calls that waited meanwhile

@@ -15,21 +15,6 @@ type call struct {
 	runs atomic.Int32
 }
 
-// run joins c to a batch the way the Store's methods do, running the
-// batch with fn when c leads it.
-func run(ctx context.Context, co *coalescer[*call], c *call, wait bool, fn func([]*queued[*call])) error {
-	batch, lead, err := co.join(ctx, c, wait)
-	if err != nil {
-		return err
-	}
-	if lead {
-		fn(batch)
-		co.finish()
-		release(batch)
-	}
-	return nil
-}
-
 // Every call is run exactly once, by a batch of at most max calls, with
 // at most inFlight batches running at once, and calls are gathered when
 // batches are busy.
@@ -46,7 +31,7 @@ func TestCoalescerRunsEveryCallOnceWithinItsBounds(t *testing.T) {
 		mu                      sync.Mutex
 		oversize                []int
 	)
-	fn := func(b []*queued[*call]) {
+	fn := func(b []*call) {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -63,7 +48,7 @@ func TestCoalescerRunsEveryCallOnceWithinItsBounds(t *testing.T) {
 			gathered.Add(int32(len(b)))
 		}
 		for _, q := range b {
-			q.call.runs.Add(1)
+			q.runs.Add(1)
 		}
 		// Let the other callers run (on one P too): they find the
 		// slots busy and queue, as callers do while a batch waits for
@@ -80,7 +65,7 @@ func TestCoalescerRunsEveryCallOnceWithinItsBounds(t *testing.T) {
 			for r := range rounds {
 				c := &call{id: w*rounds + r}
 				calls[c.id] = c
-				if err := run(t.Context(), co, c, true, fn); err != nil {
+				if err := co.do(t.Context(), c, true, fn); err != nil {
 					t.Errorf("call %d: %v", c.id, err)
 					return
 				}
@@ -120,11 +105,11 @@ func TestCoalescerCallCancelledBeforeItsBatchIsNeverRun(t *testing.T) {
 	first := &call{id: 0}
 	firstDone := make(chan error, 1)
 	go func() {
-		firstDone <- run(t.Context(), co, first, true, func(b []*queued[*call]) {
+		firstDone <- co.do(t.Context(), first, true, func(b []*call) {
 			close(inside)
 			<-unblock
 			for _, q := range b {
-				q.call.runs.Add(1)
+				q.runs.Add(1)
 			}
 		})
 	}()
@@ -133,9 +118,9 @@ func TestCoalescerCallCancelledBeforeItsBatchIsNeverRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancelledDone := make(chan error, 1)
 	go func() {
-		cancelledDone <- run(ctx, co, cancelled, true, func(b []*queued[*call]) {
+		cancelledDone <- co.do(ctx, cancelled, true, func(b []*call) {
 			for _, q := range b {
-				q.call.runs.Add(1)
+				q.runs.Add(1)
 			}
 		})
 	}()
@@ -143,9 +128,9 @@ func TestCoalescerCallCancelledBeforeItsBatchIsNeverRun(t *testing.T) {
 	later := &call{id: 2}
 	laterDone := make(chan error, 1)
 	go func() {
-		laterDone <- run(t.Context(), co, later, true, func(b []*queued[*call]) {
+		laterDone <- co.do(t.Context(), later, true, func(b []*call) {
 			for _, q := range b {
-				q.call.runs.Add(1)
+				q.runs.Add(1)
 			}
 		})
 	}()
@@ -173,26 +158,26 @@ func TestCoalescerTakenCallWaitsForItsBatchOnlyWhenAsked(t *testing.T) {
 		unblock, inside := make(chan struct{}), make(chan struct{})
 		leader := &call{id: 0}
 		go func() {
-			_ = run(t.Context(), co, leader, true, func([]*queued[*call]) { close(inside); <-unblock })
+			_ = co.do(t.Context(), leader, true, func([]*call) { close(inside); <-unblock })
 		}()
 		<-inside
 		// Two calls queue behind the leader; the first of them will run
 		// the second's batch.
 		runner, member := &call{id: 1}, &call{id: 2}
 		batchInside, batchUnblock := make(chan struct{}), make(chan struct{})
-		fn := func(b []*queued[*call]) {
+		fn := func(b []*call) {
 			close(batchInside)
 			<-batchUnblock
 			for _, q := range b {
-				q.call.runs.Add(1)
+				q.runs.Add(1)
 			}
 		}
 		runnerDone := make(chan error, 1)
-		go func() { runnerDone <- run(t.Context(), co, runner, true, fn) }()
+		go func() { runnerDone <- co.do(t.Context(), runner, true, fn) }()
 		waitQueued(t, co, 1)
 		ctx, cancel := context.WithCancel(t.Context())
 		memberDone := make(chan error, 1)
-		go func() { memberDone <- run(ctx, co, member, wait, fn) }()
+		go func() { memberDone <- co.do(ctx, member, wait, fn) }()
 		waitQueued(t, co, 2)
 		close(unblock) // the leader's batch ends; runner takes both
 		<-batchInside
@@ -221,9 +206,7 @@ func TestCoalescerTakenCallWaitsForItsBatchOnlyWhenAsked(t *testing.T) {
 func waitQueued(t *testing.T, co *coalescer[*call], n int) {
 	t.Helper()
 	for {
-		co.mu.Lock()
-		got := len(co.queue)
-		co.mu.Unlock()
+		got := co.queued()
 		if got >= n {
 			return
 		}

@@ -153,14 +153,8 @@ func (s *Store) SessionByToken(ctx context.Context, hash [32]byte) (p2core.Sessi
 		return p2core.Session{}, err
 	}
 	l := &lookup{ctx: ctx, hash: hash}
-	batch, lead, err := s.lookups.join(ctx, l, false)
-	if err != nil {
+	if err := s.lookups.do(ctx, l, false, s.runLookups); err != nil {
 		return p2core.Session{}, fmt.Errorf("pgstore: SessionByToken: %w", err)
-	}
-	if lead {
-		s.runLookups(batch)
-		s.lookups.finish()
-		release(batch)
 	}
 	switch {
 	case l.err != nil:
@@ -180,48 +174,40 @@ type lookup struct {
 	err   error
 }
 
-// runLookups looks up a batch of token hashes: one alone with its own
-// ctx, several in one statement, which the batch's members' ctxs do not
-// cancel.
-func (s *Store) runLookups(batch []*queued[*lookup]) {
-	if len(batch) == 1 {
-		l := batch[0].call
-		l.err = s.do(l.ctx, "SessionByToken", func(q querier) error {
-			var err error
-			l.sess, err = scanSession(q.QueryRow(l.ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, l.hash[:]))
-			l.found = err == nil
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			return err
-		})
-		return
+// runLookups looks up token hashes in one statement. A lone lookup
+// honours its ctx; a batch is not cancelled by its members' ctxs.
+func (s *Store) runLookups(ls []*lookup) {
+	ctx := context.Background()
+	if len(ls) == 1 {
+		ctx = ls[0].ctx
 	}
-	byHash := make(map[[32]byte][]*lookup, len(batch))
-	hashes := make([][]byte, 0, len(batch))
-	for _, q := range batch {
-		l := q.call
+	byHash := make(map[[32]byte][]*lookup, len(ls))
+	hashes := make([][]byte, 0, len(ls))
+	for _, l := range ls {
 		if byHash[l.hash] == nil {
 			hashes = append(hashes, l.hash[:])
 		}
 		byHash[l.hash] = append(byHash[l.hash], l)
 	}
-	ctx := context.Background()
 	err := s.do(ctx, "SessionByToken", func(q querier) error {
-		for _, ls := range byHash {
-			for _, l := range ls {
-				l.found = false
-			}
+		for _, l := range ls {
+			l.found = false
 		}
-		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = ANY($1)`, hashes)
+		// One hash alone: = $1 (see claimTogether for what = ANY of one
+		// measured at 1 client).
+		sql, arg := `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = ANY($1)`, any(hashes)
+		if len(hashes) == 1 {
+			sql, arg = `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, hashes[0]
+		}
+		rows, err := q.Query(ctx, sql, arg)
 		return eachSession(rows, err, func(ss p2core.Session) {
 			for _, l := range byHash[ss.TokenHash] {
 				l.sess, l.found = ss, true
 			}
 		})
 	})
-	for _, q := range batch {
-		q.call.err = err
+	for _, l := range ls {
+		l.err = err
 	}
 }
 
