@@ -104,7 +104,6 @@ func (s *Store) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time)
 	at = ts(at)
 	var out []p2core.IDCert
 	err := s.do(ctx, "IDCertsAt", func(q querier) error {
-		out = []p2core.IDCert{}
 		// Two branches, so that each has an index that holds only its
 		// rows: the current certs (p2kit_id_certs_current_idx) and those
 		// superseded after at (p2kit_id_certs_superseded_idx, an empty
@@ -118,15 +117,8 @@ func (s *Store) IDCertsAt(ctx context.Context, user p2core.UserID, at time.Time)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			c, err := scanCert(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, c)
-		}
-		return rows.Err()
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (p2core.IDCert, error) { return scanCert(row) })
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -111,22 +111,9 @@ func scanSession(row pgx.Row) (p2core.Session, error) {
 	return ss, nil
 }
 
-// eachSession calls fn with every session of rows (a Query's result and
-// error, sessionColumns selected) and closes rows.
-func eachSession(rows pgx.Rows, err error, fn func(p2core.Session)) error {
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		ss, err := scanSession(rows)
-		if err != nil {
-			return err
-		}
-		fn(ss)
-	}
-	return rows.Err()
-}
+// rowToSession scans a row of a Query selecting sessionColumns, for
+// pgx.CollectRows.
+func rowToSession(row pgx.CollectableRow) (p2core.Session, error) { return scanSession(row) }
 
 // TouchSession implements p2core.SessionStore in one statement that moves
 // last_used_at forward only.
@@ -200,11 +187,16 @@ func (s *Store) runLookups(ls []*lookup) {
 			sql, arg = `SELECT `+sessionColumns+` FROM p2kit_sessions WHERE token_hash = $1`, hashes[0]
 		}
 		rows, err := q.Query(ctx, sql, arg)
-		return eachSession(rows, err, func(ss p2core.Session) {
+		if err != nil {
+			return err
+		}
+		found, err := pgx.CollectRows(rows, rowToSession)
+		for _, ss := range found {
 			for _, l := range byHash[ss.TokenHash] {
 				l.sess, l.found = ss, true
 			}
-		})
+		}
+		return err
 	})
 	for _, l := range ls {
 		l.err = err
@@ -216,10 +208,13 @@ func (s *Store) runLookups(ls []*lookup) {
 func (s *Store) Sessions(ctx context.Context, user p2core.UserID) ([]p2core.Session, error) {
 	var out []p2core.Session
 	err := s.do(ctx, "Sessions", func(q querier) error {
-		out = []p2core.Session{}
 		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM p2kit_sessions
 			WHERE user_id = $1 ORDER BY created_at, seq`, uid(user))
-		return eachSession(rows, err, func(ss p2core.Session) { out = append(out, ss) })
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, rowToSession)
+		return err
 	})
 	if err != nil {
 		return nil, err
